@@ -1,0 +1,92 @@
+"""The one exception hierarchy for everything a caller or a config file can cause.
+
+Each class carries the HTTP status and the OpenAI error `type` it maps to; the HTTP edge turns
+any `StrataError` into `{"error": {"message", "type", "code", "param"}}` in one place
+(`strata.http_errors`). Internal invariants use `assert`, never these classes.
+
+    StrataError
+    ├── ConfigError             bad config file / env value / CLI option (not HTTP)
+    ├── ModelLoadError          a model path, file or architecture that cannot be served
+    └── RequestError            anything an HTTP caller sent or caused
+        ├── InvalidRequestError     400
+        ├── AuthenticationError     401
+        ├── PermissionDeniedError   403
+        ├── NotFoundError           404
+        ├── PayloadTooLargeError    413
+        ├── RateLimitError          429 (+ Retry-After)
+        └── OverloadedError         503 (+ Retry-After)
+"""
+
+from __future__ import annotations
+
+
+class StrataError(Exception):
+    """Base of every error strata raises on purpose."""
+
+    status_code: int = 500
+    error_type: str = "internal_error"
+
+    def __init__(self, message: str, *, code: str | None = None, param: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.param = param
+
+
+class ConfigError(StrataError):
+    """A config file, environment variable or option has a bad value; the message names it."""
+
+
+class ModelLoadError(StrataError):
+    """A model cannot be loaded; the message names the file and what was wrong with it."""
+
+
+class RequestError(StrataError):
+    """Something a caller sent or caused; always maps to a 4xx or a 503."""
+
+    status_code = 400
+    error_type = "invalid_request_error"
+    retry_after_s: float | None = None
+
+
+class InvalidRequestError(RequestError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class AuthenticationError(RequestError):
+    status_code = 401
+    error_type = "authentication_error"
+
+
+class PermissionDeniedError(RequestError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class NotFoundError(RequestError):
+    status_code = 404
+    error_type = "not_found_error"
+
+
+class PayloadTooLargeError(RequestError):
+    status_code = 413
+    error_type = "invalid_request_error"
+
+
+class RateLimitError(RequestError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, *, retry_after_s: float, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
+
+
+class OverloadedError(RequestError):
+    status_code = 503
+    error_type = "overloaded_error"
+
+    def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after_s = retry_after_s
