@@ -90,3 +90,10 @@ class OverloadedError(RequestError):
     def __init__(self, message: str, *, retry_after_s: float = 1.0, code: str | None = None):
         super().__init__(message, code=code)
         self.retry_after_s = retry_after_s
+
+
+class EngineError(StrataError):
+    """The engine failed while running a step; not the caller's fault (500)."""
+
+    status_code = 500
+    error_type = "server_error"

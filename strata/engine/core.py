@@ -1,0 +1,184 @@
+"""The synchronous heart of the engine: one step is schedule -> run -> update.
+
+`EngineCore` is what tests and benchmarks drive directly (it counts steps); the async
+`Engine` runs it on a background thread. The lock guards scheduler state: it is held while
+scheduling and updating, not while the model runs, so requests can be added or aborted
+during a forward pass (an aborted request's late results are dropped by `update`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import torch
+
+from strata.engine.block_manager import BlockManager
+from strata.engine.model_config import ModelConfig
+from strata.engine.model_runner import ModelRunner
+from strata.engine.outputs import EngineStats, FinishReason
+from strata.engine.request import Request
+from strata.engine.scheduler import Scheduler, SchedulerConfig
+from strata.errors import ConfigError, InvalidRequestError
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Engine sizes after resolving the settings against the model."""
+
+    block_size: int
+    num_blocks: int
+    max_model_len: int
+    max_num_seqs: int
+    max_num_batched_tokens: int
+    max_waiting: int
+    enable_prefix_caching: bool = True
+    policy: str = "fcfs"
+
+
+class EngineCore:
+    def __init__(self, config: CoreConfig, runner: ModelRunner, eos_token_ids: frozenset[int]):
+        self.config = config
+        self.runner = runner
+        self.block_manager = BlockManager(
+            config.num_blocks, config.block_size, config.enable_prefix_caching
+        )
+        self.scheduler = Scheduler(
+            SchedulerConfig(
+                config.max_num_seqs,
+                config.max_num_batched_tokens,
+                config.max_waiting,
+                config.max_model_len,
+                config.policy,
+            ),
+            self.block_manager,
+            eos_token_ids,
+        )
+        self.lock = threading.Lock()
+        self.num_steps = 0
+        self.last_batch_size = 0
+        self.prompt_tokens = 0
+        self.generation_tokens = 0
+        self._requests: dict[str, Request] = {}
+
+    @property
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def add(self, request: Request) -> None:
+        """Queue a request; raises InvalidRequestError or OverloadedError (nothing queued)."""
+        self.check(request)
+        with self.lock:
+            if request.request_id in self._requests:
+                raise InvalidRequestError(
+                    f"request id {request.request_id!r} is already in use.", param="request_id"
+                )
+            self.scheduler.add(request)
+            self._requests[request.request_id] = request
+
+    def abort(self, request_id: str, reason: FinishReason = "abort") -> None:
+        with self.lock:
+            request = self._requests.pop(request_id, None)
+            if request is not None:
+                self.scheduler.finish(request, reason)
+
+    def step(self) -> list[Request]:
+        """Run one engine step; return the requests that gained a token (possibly finishing)."""
+        with self.lock:
+            output = self.scheduler.schedule()
+        if not output.chunks:
+            return []
+        sampled = self.runner.execute(output)
+        with self.lock:
+            changed = self.scheduler.update(output, sampled)
+            for request in changed:
+                if request.is_finished:
+                    self._requests.pop(request.request_id, None)
+        self.num_steps += 1
+        self.last_batch_size = len(output.chunks)
+        self.prompt_tokens += output.num_tokens - len(output.sampling_chunks)
+        self.generation_tokens += len(changed)
+        return changed
+
+    def check(self, request: Request) -> None:
+        """Reject requests that can never run here, naming the field to change."""
+        n_prompt, limit = request.num_prompt_tokens, self.config.max_model_len
+        if n_prompt == 0:
+            raise InvalidRequestError("the prompt is empty.", param="prompt")
+        vocab = self.runner.config.vocab_size
+        if min(request.prompt_token_ids) < 0 or max(request.prompt_token_ids) >= vocab:
+            raise InvalidRequestError(f"token ids must be in [0, {vocab}).", param="prompt")
+        if n_prompt >= limit:
+            raise InvalidRequestError(
+                f"the prompt is {n_prompt} tokens; this model accepts at most {limit - 1} "
+                "prompt tokens. Shorten the prompt.",
+                param="prompt",
+                code="context_length_exceeded",
+            )
+        if n_prompt + request.params.max_tokens > limit:
+            raise InvalidRequestError(
+                f"the prompt ({n_prompt} tokens) plus max_tokens "
+                f"({request.params.max_tokens}) exceeds the context length {limit}; lower "
+                f"max_tokens to at most {limit - n_prompt}.",
+                param="max_tokens",
+                code="context_length_exceeded",
+            )
+
+    def stats(self) -> EngineStats:
+        with self.lock:
+            bm = self.block_manager
+            return EngineStats(
+                num_running=len(self.scheduler.running),
+                num_waiting=len(self.scheduler.waiting),
+                kv_blocks_total=bm.num_blocks,
+                kv_blocks_used=bm.num_used_blocks,
+                prefix_queries=bm.prefix_queries,
+                prefix_hits=bm.prefix_hits,
+                num_preemptions=self.scheduler.num_preemptions,
+                num_steps=self.num_steps,
+                last_batch_size=self.last_batch_size,
+                prompt_tokens=self.prompt_tokens,
+                generation_tokens=self.generation_tokens,
+            )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("engine.device is 'cuda' but no CUDA device is visible; use 'auto'.")
+    return torch.device(name)
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype: torch.dtype = getattr(torch, name)
+    return dtype
+
+
+def resolve_max_model_len(requested: int | None, model: ModelConfig) -> int:
+    limit = model.max_position_embeddings
+    if model.sliding_window:  # full attention is exact only inside the window
+        limit = min(limit, model.sliding_window)
+    if requested is not None and requested > limit:
+        raise ConfigError(
+            f"engine.max_model_len={requested} exceeds what this model supports ({limit})."
+        )
+    return requested or limit
+
+
+def blocks_for_memory(
+    memory_bytes: int, block_size: int, model: ModelConfig, dtype: torch.dtype, max_model_len: int
+) -> int:
+    per_block = block_size * model.kv_bytes_per_token(dtype.itemsize)
+    num_blocks = memory_bytes // per_block
+    needed = -(-max_model_len // block_size)
+    if num_blocks < needed:
+        raise ConfigError(
+            f"engine.kv_cache_memory={memory_bytes} bytes holds {num_blocks} blocks, but one "
+            f"request of max_model_len={max_model_len} needs {needed} "
+            f"({needed * per_block} bytes); raise engine.kv_cache_memory or lower "
+            "engine.max_model_len."
+        )
+    return int(num_blocks)

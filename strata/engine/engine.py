@@ -1,0 +1,294 @@
+"""The async engine: an `EngineCore` stepping on a background thread, streaming deltas.
+
+The model forward runs on its own thread so the event loop (HTTP, the gateway) stays
+responsive; torch releases the GIL inside its kernels. After each step the thread hands the
+new tokens of every request to the event loop in one callback. Detokenization and stop
+strings are handled on the event-loop side, per request, in `generate`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from strata.engine.core import (
+    CoreConfig,
+    EngineCore,
+    blocks_for_memory,
+    resolve_device,
+    resolve_dtype,
+    resolve_max_model_len,
+)
+from strata.engine.loader import load_state_dict, resolve_model_folder
+from strata.engine.model_config import ModelConfig
+from strata.engine.model_runner import ModelRunner
+from strata.engine.outputs import Delta, EngineStats, FinishReason
+from strata.engine.request import Request
+from strata.engine.sampling_params import SamplingParams
+from strata.engine.tokenizer import Tokenizer
+from strata.errors import EngineError
+
+if TYPE_CHECKING:
+    from strata.config import EngineSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(eq=False)
+class _Stream:
+    request: Request
+    queue: asyncio.Queue[_Update]
+    sent: int = 0  # output tokens already handed over (touched by the engine thread only)
+
+
+@dataclass(frozen=True)
+class _Update:
+    """What the engine thread hands one request's stream after a step."""
+
+    token_ids: tuple[int, ...]
+    finish_reason: FinishReason | None
+    error: BaseException | None = None
+
+
+class Engine:
+    """Serve generations concurrently. Call `start()` inside a running event loop."""
+
+    def __init__(
+        self,
+        core: EngineCore,
+        tokenizer: Tokenizer,
+        model_name: str,
+        batch_window_s: float = 0.0,
+    ):
+        self.core = core
+        self.tokenizer = tokenizer
+        self.model_name = model_name
+        self.batch_window_s = batch_window_s
+        self._streams: dict[str, _Stream] = {}
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def max_model_len(self) -> int:
+        return self.core.config.max_model_len
+
+    @property
+    def is_alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    @classmethod
+    def from_settings(cls, settings: EngineSettings, model_cache_dir: Path) -> Engine:
+        folder = resolve_model_folder(settings.model, model_cache_dir)
+        core, tokenizer = build_core(settings, folder)
+        name = settings.served_model_name or _default_name(settings.model, folder)
+        return cls(core, tokenizer, name, settings.batch_window_ms / 1000.0)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="strata-engine", daemon=True)
+        self._thread.start()
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def generate(
+        self,
+        prompt_token_ids: list[int],
+        params: SamplingParams,
+        *,
+        request_id: str | None = None,
+        fairness_key: str | None = None,
+        weight: float = 1.0,
+        priority: int = 0,
+    ) -> AsyncIterator[Delta]:
+        """Stream a generation. Raises InvalidRequestError / OverloadedError on submission;
+        closing the iterator early aborts the request and frees its blocks at once."""
+        request = Request(
+            request_id or f"req-{uuid.uuid4().hex}",
+            list(prompt_token_ids),
+            params,
+            fairness_key=fairness_key,
+            weight=weight,
+            priority=priority,
+        )
+        queue: asyncio.Queue[_Update] = asyncio.Queue()
+        self.core.add(request)
+        self._streams[request.request_id] = _Stream(request, queue)
+        self._wake.set()
+        try:
+            async for delta in self._deltas(request, queue):
+                yield delta
+        finally:
+            self._streams.pop(request.request_id, None)
+            if not request.is_finished:
+                self.core.abort(request.request_id)
+
+    async def _deltas(self, request: Request, queue: asyncio.Queue[_Update]) -> AsyncIterator[Delta]:
+        text = self.tokenizer.text_stream(request.params.stop)
+        produced = 0
+        while True:
+            update = await queue.get()
+            if update.error is not None:
+                raise EngineError("the engine failed while running this request.") from update.error
+            produced += len(update.token_ids)
+            new_text = text.push(list(update.token_ids))
+            reason = update.finish_reason
+            if text.stopped:
+                self.core.abort(request.request_id, "stop")
+                reason = "stop"
+            elif reason is not None:
+                new_text += text.flush()
+            yield self._delta(request, update.token_ids, new_text, reason, produced)
+            if reason is not None:
+                return
+
+    def _delta(
+        self,
+        request: Request,
+        token_ids: tuple[int, ...],
+        text: str,
+        reason: FinishReason | None,
+        produced: int,
+    ) -> Delta:
+        return Delta(
+            request_id=request.request_id,
+            token_ids=token_ids,
+            text=text,
+            finish_reason=reason,
+            prompt_tokens=request.num_prompt_tokens,
+            completion_tokens=produced,
+            cached_tokens=request.num_cached_tokens,
+            timing=request.timing() if reason is not None else None,
+        )
+
+    def abort(self, request_id: str) -> None:
+        self.core.abort(request_id)
+
+    def stats(self) -> EngineStats:
+        return self.core.stats()
+
+    # -- the engine thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stopping:
+            if not self.core.has_work:
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            self._gather_batch()
+            try:
+                changed = self.core.step()
+            except Exception as exc:  # a failed forward must not hang every client
+                log.exception("engine step failed; aborting the running requests")
+                self._fail_running(exc)
+                continue
+            if changed:
+                self._publish(changed)
+            elif self.core.has_work:
+                self._wake.wait(timeout=0.005)  # blocked on KV blocks; let aborts land
+                self._wake.clear()
+
+    def _gather_batch(self) -> None:
+        """When idle, wait up to the batching window for more requests to arrive."""
+        scheduler = self.core.scheduler
+        head = scheduler.waiting.peek()
+        if self.batch_window_s <= 0 or scheduler.running or head is None:
+            return
+        deadline = head.arrival_time + self.batch_window_s
+        while len(scheduler.waiting) < self.core.config.max_num_seqs and not self._stopping:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                return
+            self._wake.wait(timeout=remaining)
+            self._wake.clear()
+
+    def _publish(self, changed: list[Request]) -> None:
+        updates = []
+        for request in changed:
+            stream = self._streams.get(request.request_id)
+            if stream is None:
+                continue
+            new = tuple(request.token_ids[request.num_prompt_tokens + stream.sent :])
+            stream.sent += len(new)
+            updates.append((stream.queue, _Update(new, request.finish_reason)))
+        if updates and self._loop is not None:
+            self._loop.call_soon_threadsafe(_deliver, updates)
+
+    def _fail_running(self, exc: BaseException) -> None:
+        failed = list(self.core.scheduler.running)
+        for request in failed:
+            self.core.abort(request.request_id)
+        updates = [
+            (stream.queue, _Update((), "abort", exc))
+            for r in failed
+            if (stream := self._streams.get(r.request_id)) is not None
+        ]
+        if updates and self._loop is not None:
+            self._loop.call_soon_threadsafe(_deliver, updates)
+
+
+def _deliver(updates: list[tuple[asyncio.Queue[_Update], _Update]]) -> None:
+    for queue, update in updates:
+        queue.put_nowait(update)
+
+
+def build_core(settings: EngineSettings, folder: Path) -> tuple[EngineCore, Tokenizer]:
+    """Load the model in `folder` and size the engine from `settings`."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    model = ModelConfig.from_folder(folder)
+    tokenizer = Tokenizer.from_folder(folder)
+    device = resolve_device(settings.device)
+    dtype = resolve_dtype(settings.dtype, device)
+    max_len = resolve_max_model_len(settings.max_model_len, model)
+    num_blocks = blocks_for_memory(
+        int(settings.kv_cache_memory), settings.block_size, model, dtype, max_len
+    )
+    eos = frozenset(tokenizer.eos_token_ids) | frozenset(model.eos_token_ids)
+    runner = ModelRunner(
+        model,
+        load_state_dict(folder, dtype, device),
+        num_blocks=num_blocks,
+        block_size=settings.block_size,
+        max_model_len=max_len,
+        device=device,
+        dtype=dtype,
+        eos_token_ids=eos,
+    )
+    config = CoreConfig(
+        block_size=settings.block_size,
+        num_blocks=num_blocks,
+        max_model_len=max_len,
+        max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        max_waiting=settings.max_waiting,
+        enable_prefix_caching=settings.enable_prefix_caching,
+        policy=settings.scheduling,
+    )
+    return EngineCore(config, runner, eos), tokenizer
+
+
+def _default_name(spec: str | None, folder: Path) -> str:
+    if spec is None:
+        return "SmolLM2-135M-Instruct"
+    return Path(spec).stem if spec.endswith(".gguf") else Path(spec).name
