@@ -18,7 +18,7 @@ from strata.engine.model_config import ModelConfig
 from strata.engine.model_runner import ModelRunner
 from strata.engine.outputs import EngineStats, FinishReason
 from strata.engine.request import Request
-from strata.engine.scheduler import Scheduler, SchedulerConfig
+from strata.engine.scheduler import ScheduledChunk, Scheduler, SchedulerConfig
 from strata.errors import ConfigError, InvalidRequestError
 
 
@@ -96,7 +96,7 @@ class EngineCore:
                     self._requests.pop(request.request_id, None)
         self.num_steps += 1
         self.last_batch_size = len(output.chunks)
-        self.prompt_tokens += output.num_tokens - len(output.sampling_chunks)
+        self.prompt_tokens += sum(_prompt_tokens_in(c) for c in output.chunks)
         self.generation_tokens += len(changed)
         return changed
 
@@ -140,6 +140,11 @@ class EngineCore:
                 prompt_tokens=self.prompt_tokens,
                 generation_tokens=self.generation_tokens,
             )
+
+
+def _prompt_tokens_in(chunk: ScheduledChunk) -> int:
+    end = min(chunk.start + chunk.num_tokens, chunk.request.num_prompt_tokens)
+    return max(0, end - chunk.start)
 
 
 def resolve_device(name: str) -> torch.device:

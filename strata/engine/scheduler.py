@@ -32,16 +32,13 @@ class SchedulerConfig:
 
 
 class ScheduledChunk(NamedTuple):
-    """Compute tokens [start, start + num_tokens) of `request` in this step."""
+    """Compute tokens [start, start + num_tokens) of `request` in this step; `samples` tells
+    whether the chunk reaches the request's last token, so a new token is sampled."""
 
     request: Request
     start: int
     num_tokens: int
-
-    @property
-    def samples(self) -> bool:
-        """Whether this chunk reaches the request's last token, so a new token is sampled."""
-        return self.start + self.num_tokens == self.request.num_tokens
+    samples: bool
 
 
 @dataclass(frozen=True)
@@ -137,7 +134,8 @@ class Scheduler:
 
     def _grow(self, request: Request, num_tokens: int) -> ScheduledChunk:
         self.block_manager.append(request, num_tokens)
-        return ScheduledChunk(request, request.num_computed_tokens, num_tokens)
+        start = request.num_computed_tokens
+        return ScheduledChunk(request, start, num_tokens, start + num_tokens == request.num_tokens)
 
     def _preempt(self, request: Request) -> None:
         self.running.remove(request)
