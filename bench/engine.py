@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import sys
 import time
@@ -104,14 +105,18 @@ async def strata_run(engine: object, batch: list[list[int]], conc: int, max_toke
 # -- Hugging Face generate, one request at a time ---------------------------------------------
 
 
-def hf_generate_one(model: torch.nn.Module, prompt: list[int], max_tokens: int) -> tuple[float, float]:
+def hf_generate_one(
+    model: torch.nn.Module, prompt: list[int], max_tokens: int
+) -> tuple[float, float]:
     """Return (seconds to first token, seconds to last token) for one `generate` call."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     marks: list[float] = []
 
     class FirstToken(StoppingCriteria):
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object) -> torch.Tensor:
+        def __call__(
+            self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object
+        ) -> torch.Tensor:
             if not marks:
                 marks.append(time.perf_counter())
             return torch.zeros(input_ids.shape[0], dtype=torch.bool)
@@ -144,7 +149,9 @@ def hf_run(model: torch.nn.Module, batch: list[list[int]], conc: int, max_tokens
         ttfts.append(begin + first - sent)
         e2es.append(clock - sent)
         free_at[client] = clock
-    return summarize("transformers generate (one at a time)", conc, ttfts, e2es, len(batch) * max_tokens, clock)
+    return summarize(
+        "transformers generate (one at a time)", conc, ttfts, e2es, len(batch) * max_tokens, clock
+    )
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -195,12 +202,14 @@ def write_report(args: argparse.Namespace, runs: list[Run]) -> None:
         "dtype": "float32",
         "threads": args.threads,
         "max_tokens": args.max_tokens,
-        "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "torch": torch.__version__,
         "date": time.strftime("%Y-%m-%d"),
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "engine.json").write_text(json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=2))
+    (args.out / "engine.json").write_text(
+        json.dumps({"meta": meta, "runs": [asdict(r) for r in runs]}, indent=2)
+    )
     (args.out / "engine.md").write_text(markdown(meta, runs))
 
 
@@ -213,7 +222,8 @@ def markdown(meta: dict[str, object], runs: list[Run]) -> str:
         "output tokens per request, chat prompts, closed-loop clients; TTFT measured from "
         "the moment a request is sent (so it includes queueing).",
         "",
-        "| concurrency | system | requests | output tok/s | TTFT p50 ms | TTFT p95 ms | E2E p50 s | E2E p95 s |",
+        "| concurrency | system | requests | output tok/s | TTFT p50 ms | TTFT p95 ms "
+        "| E2E p50 s | E2E p95 s |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:

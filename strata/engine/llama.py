@@ -26,6 +26,8 @@ class RotaryEmbedding(nn.Module):
         positions = torch.arange(max_positions, dtype=torch.float32)
         freqs = torch.outer(positions, inv_freq)  # (P, D/2)
         emb = torch.cat([freqs, freqs], dim=-1)  # (P, D)
+        self.cos: torch.Tensor
+        self.sin: torch.Tensor
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
 
@@ -57,7 +59,11 @@ def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
 def _llama3_inv_freq(inv_freq: torch.Tensor, s: dict[str, float]) -> torch.Tensor:
     """Llama 3.1 frequency scaling: long wavelengths slowed by `factor`, short ones kept,
     and a smooth blend in between."""
-    factor, low, high = float(s["factor"]), float(s["low_freq_factor"]), float(s["high_freq_factor"])
+    factor, low, high = (
+        float(s["factor"]),
+        float(s["low_freq_factor"]),
+        float(s["high_freq_factor"]),
+    )
     old_len = float(s["original_max_position_embeddings"])
     wavelen = 2 * math.pi / inv_freq
     smooth = (old_len / wavelen - low) / (high - low)
@@ -170,7 +176,9 @@ class LlamaModel(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
 
 
-def fuse_hf_weights(weights: dict[str, torch.Tensor], config: ModelConfig) -> dict[str, torch.Tensor]:
+def fuse_hf_weights(
+    weights: dict[str, torch.Tensor], config: ModelConfig
+) -> dict[str, torch.Tensor]:
     out = {k.removeprefix("model."): v for k, v in weights.items() if "rotary_emb" not in k}
     for i in range(config.num_layers):
         attn, mlp = f"layers.{i}.self_attn.", f"layers.{i}.mlp."

@@ -93,9 +93,7 @@ class ModelRunner:
         return StepInputs(self._tensor(ids), positions_t, meta, self._tensor(rows))
 
     def _slots_of(self, chunks: list[ScheduledChunk], positions: torch.Tensor) -> torch.Tensor:
-        tables = [
-            self._block_row(c.request, c.start + c.num_tokens, c.num_tokens) for c in chunks
-        ]
+        tables = [self._block_row(c.request, c.start + c.num_tokens, c.num_tokens) for c in chunks]
         block_ids = torch.cat(tables) if tables else self._tensor([])
         return block_ids * self.block_size + positions % self.block_size
 
@@ -106,9 +104,10 @@ class ModelRunner:
         return table[positions // self.block_size]
 
     def _context_slots(self, request: Request, length: int) -> torch.Tensor:
-        return self._block_row(request, length, length) * self.block_size + torch.arange(
-            length, device=self.device
-        ) % self.block_size
+        return (
+            self._block_row(request, length, length) * self.block_size
+            + torch.arange(length, device=self.device) % self.block_size
+        )
 
     def _prefill_chunks(
         self, prefills: list[ScheduledChunk], first_row: int
@@ -123,7 +122,9 @@ class ModelRunner:
             context = c.start + c.num_tokens
             mask = torch.ones(c.num_tokens, context, dtype=torch.bool, device=self.device)
             out.append(
-                PrefillChunk(begin, row, self._context_slots(c.request, context), mask.tril(c.start))
+                PrefillChunk(
+                    begin, row, self._context_slots(c.request, context), mask.tril(c.start)
+                )
             )
         return tuple(out)
 
@@ -156,7 +157,9 @@ class ModelRunner:
         params = [r.params for r in requests]
         greedy = [p.greedy for p in params]
         return SamplingBatch(
-            temperatures=self._floats([1.0 if g else p.temperature for g, p in zip(greedy, params)]),
+            temperatures=self._floats(
+                [1.0 if g else p.temperature for g, p in zip(greedy, params, strict=True)]
+            ),
             top_ks=self._tensor([p.top_k or vocab for p in params]),
             top_ps=self._floats([p.top_p for p in params]),
             greedy=torch.tensor(greedy, dtype=torch.bool, device=self.device),
@@ -192,7 +195,7 @@ def build_model(
 ) -> LlamaModel:
     with torch.device("meta"):
         model = LlamaModel(config, max_model_len)
-    model.to_empty(device=device)
+    model.to_empty(device=device).to(dtype)
     try:
         model.load_hf_weights({k: v.to(device=device, dtype=dtype) for k, v in weights.items()})
     except (KeyError, RuntimeError) as exc:
