@@ -143,7 +143,9 @@ class Engine:
             if not request.is_finished:
                 self.core.abort(request.request_id)
 
-    async def _deltas(self, request: Request, queue: asyncio.Queue[_Update]) -> AsyncIterator[Delta]:
+    async def _deltas(
+        self, request: Request, queue: asyncio.Queue[_Update]
+    ) -> AsyncIterator[Delta]:
         text = self.tokenizer.text_stream(request.params.stop)
         produced = 0
         while True:

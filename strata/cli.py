@@ -1,0 +1,184 @@
+"""The `strata` command line: one typed settings tree in, a running server out.
+
+Every command takes `--config FILE`; options given on the command line override the file and
+`STRATA_*` environment variables. A bad setting prints one message naming the key and exits
+with status 2; a model that cannot be loaded exits with status 1. Heavy imports (torch, the
+HTTP stack) happen only inside the commands that need them, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+
+import typer
+import yaml
+
+from strata import __version__
+from strata.config import Settings, load_settings
+from strata.errors import ConfigError, StrataError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+EXIT_BAD_CONFIG = 2
+EXIT_CANNOT_START = 1
+
+app = typer.Typer(
+    name="strata",
+    help="strata: the AI infrastructure behind a SaaS team's AI features — a serving engine, "
+    "an OpenAI-compatible gateway, CDC-fed retrieval, metrics and compute planning, "
+    "configured by one file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+engine_app = typer.Typer(help="Run the serving engine on its own.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+app.add_typer(engine_app, name="engine")
+app.add_typer(config_app, name="config")
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML settings file. Default: $STRATA_CONFIG, else ./strata.yaml when present.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+PortOption = Annotated[
+    int | None, typer.Option(min=1, max=65535, help="TCP port to listen on.", show_default=False)
+]
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"strata {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_show_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """strata: serving engine, gateway, retrieval and observability in one package."""
+
+
+@app.command()
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address to listen on (default: server.host).")
+    ] = None,
+    port: PortOption = None,
+) -> None:
+    """Serve strata on one port (default 127.0.0.1:8400).
+
+    Until the gateway lands this serves the built-in engine's OpenAI-compatible API behind
+    the internal engine token.
+    """
+    settings = _settings(config, server=_given(host=host, port=port))
+    _serve_engine(settings, settings.server.host, settings.server.port)
+
+
+@engine_app.command("serve")
+def engine_serve(
+    config: ConfigOption = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Hugging Face-format folder or .gguf file (default: the bundled SmolLM2)."
+        ),
+    ] = None,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="Name clients pass as `model` (default: the folder name).")
+    ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default: engine_server.host)."),
+    ] = None,
+    port: PortOption = None,
+) -> None:
+    """Serve the engine alone: OpenAI-compatible, always behind a bearer token (default
+    127.0.0.1:8401). The token comes from engine_server.token or is generated once into
+    <data_dir>/engine.token."""
+    settings = _settings(
+        config,
+        engine=_given(model=model, served_model_name=served_model_name),
+        engine_server=_given(host=host, port=port),
+    )
+    _serve_engine(settings, settings.engine_server.host, settings.engine_server.port)
+
+
+@config_app.command("show")
+def config_show(config: ConfigOption = None) -> None:
+    """Print the effective settings (defaults, file, environment) as YAML, secrets masked."""
+    settings = _settings(config)
+    typer.echo(yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    """The options the user actually passed (None means: keep the configured value)."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def _settings(config: Path | None, **sections: dict[str, Any]) -> Settings:
+    if config is not None and not config.is_file():
+        _fail(f"--config {config}: no such file.", EXIT_BAD_CONFIG)
+    overrides = {name: values for name, values in sections.items() if values}
+    try:
+        return load_settings(config, **overrides)
+    except ConfigError as exc:
+        _fail(exc.message, EXIT_BAD_CONFIG)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _serve_engine(settings: Settings, host: str, port: int) -> None:
+    _configure_logging(settings.log_level)
+    app, model_name = _engine_app(settings)
+    typer.echo(f"strata engine: serving '{model_name}' at http://{host}:{port}/v1")
+    typer.echo(f"  bearer token: {_token_hint(settings)}")
+    _run_uvicorn(app, host, port, settings.log_level)
+
+
+def _engine_app(settings: Settings) -> tuple[FastAPI, str]:
+    # Imported here: torch and the web stack take seconds and `--help` needs neither.
+    from strata.engine.engine import Engine
+    from strata.engine.server import build_engine_app, load_or_create_engine_token
+
+    try:
+        token = load_or_create_engine_token(settings)
+        engine = Engine.from_settings(settings.engine, settings.model_cache_dir)
+    except ConfigError as exc:
+        _fail(exc.message, EXIT_BAD_CONFIG)
+    except StrataError as exc:
+        _fail(exc.message, EXIT_CANNOT_START)
+    return build_engine_app(engine, token), engine.model_name
+
+
+def _token_hint(settings: Settings) -> str:
+    if settings.engine_server.token is not None:
+        return "engine_server.token from the settings"
+    return f"in {settings.engine_token_file.resolve()} (readable by this user only)"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _run_uvicorn(app: FastAPI, host: str, port: int, log_level: str) -> None:
+    import uvicorn
+
+    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()

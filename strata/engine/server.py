@@ -1,0 +1,335 @@
+"""The engine alone behind an OpenAI-compatible HTTP API (`strata engine serve`).
+
+Routes: `POST /v1/chat/completions`, `POST /v1/completions` (both streaming or not),
+`GET /v1/models`, `GET /metrics` — all behind `Authorization: Bearer <token>` — and
+`GET /healthz` without auth. A client that disconnects aborts its request in the engine.
+This module knows HTTP, tokens-in/tokens-out and metrics; it knows nothing of tenants or keys
+(the gateway puts those in front of it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+from uuid import uuid4
+
+import anyio
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from strata.engine.engine import Engine
+from strata.engine.formatting import ChatFormat, ResponseFormat, TextFormat
+from strata.engine.outputs import Delta
+from strata.engine.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    sse_event,
+)
+from strata.errors import (
+    AuthenticationError,
+    ConfigError,
+    InvalidRequestError,
+    NotFoundError,
+    StrataError,
+)
+from strata.http_errors import (
+    INTERNAL_ERROR_MESSAGE,
+    error_body,
+    install_error_handlers,
+    strata_error_body,
+)
+from strata.http_limits import BodySizeLimitMiddleware
+from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics, RequestRecorder
+
+if TYPE_CHECKING:
+    from strata.config import Settings
+    from strata.engine.tokenizer import Tokenizer
+
+logger = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 16 * 1024**2
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away"; nobody receives it
+_T = TypeVar("_T")
+
+
+def build_engine_app(engine: Engine, token: str, *, manage_engine: bool = True) -> FastAPI:
+    """The engine's HTTP app. With `manage_engine` the app starts and stops the engine loop."""
+    if not token:
+        raise ConfigError("The engine server needs a non-empty bearer token.")
+    app = FastAPI(
+        title="strata engine",
+        lifespan=_engine_lifespan(engine) if manage_engine else None,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        strict_content_type=False,  # a body without Content-Type is read as JSON
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_api_route("/healthz", _health_route(engine), methods=["GET"])
+    routes = _OpenAIRoutes(engine, EngineMetrics(engine.stats))
+    app.include_router(routes.router(), dependencies=[Depends(bearer_auth(token))])
+    return app
+
+
+def bearer_auth(token: str) -> Callable[[Request], None]:
+    """A dependency accepting only `Authorization: Bearer <token>`, compared in constant time."""
+    expected = token.encode()
+
+    def check(request: Request) -> None:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+            raise AuthenticationError(
+                "Missing or invalid bearer token: send 'Authorization: Bearer <engine token>'.",
+                code="invalid_api_key",
+            )
+
+    return check
+
+
+def load_or_create_engine_token(settings: Settings) -> str:
+    """`engine_server.token` (or `STRATA_ENGINE_SERVER__TOKEN`), else the token file, else a
+    new random token written to `settings.engine_token_file` readable by the owner only."""
+    if settings.engine_server.token is not None:
+        configured = settings.engine_server.token.get_secret_value().strip()
+        if not configured:
+            raise ConfigError("engine_server.token is empty; set a token or remove the key.")
+        return configured
+    path = settings.engine_token_file
+    if path.is_file():
+        existing = path.read_text(encoding="utf-8").strip()
+        if existing:
+            _warn_if_readable_by_others(path)
+            return existing
+    token = secrets.token_urlsafe(32)
+    _write_private(path, token + "\n")
+    return token
+
+
+def _warn_if_readable_by_others(path: Path) -> None:
+    if path.stat().st_mode & 0o077:
+        logger.warning("%s is readable by other users; run: chmod 600 %s", path, path)
+
+
+def _write_private(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    path.chmod(0o600)  # O_CREAT's mode does not apply to a file that already existed
+
+
+def _engine_lifespan(engine: Engine) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await engine.start()
+        try:
+            yield
+        finally:
+            await engine.stop()
+
+    return lifespan
+
+
+def _health_route(engine: Engine) -> Callable[[], Awaitable[JSONResponse]]:
+    async def healthz() -> JSONResponse:
+        if engine.is_alive:
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "engine loop not running"}, status_code=503)
+
+    return healthz
+
+
+class _OpenAIRoutes:
+    """The authenticated routes; each handler is: check model → tokenize → generate → format."""
+
+    def __init__(self, engine: Engine, metrics: EngineMetrics) -> None:
+        self.engine = engine
+        self.metrics = metrics
+
+    def router(self) -> APIRouter:
+        router = APIRouter()
+        router.add_api_route("/v1/chat/completions", self.chat, methods=["POST"])
+        router.add_api_route("/v1/completions", self.completions, methods=["POST"])
+        router.add_api_route("/v1/models", self.models, methods=["GET"])
+        router.add_api_route("/metrics", self.prometheus, methods=["GET"])
+        return router
+
+    async def chat(self, body: ChatCompletionRequest, request: Request) -> Response:
+        recorder = self.metrics.recorder()
+        self._check_model(body.model)
+        messages = body.template_messages()
+        ids = await run_in_threadpool(chat_prompt_ids, self.engine.tokenizer, messages)
+        fmt = ChatFormat(f"chatcmpl-{uuid4().hex}", self.engine.model_name, body.return_token_ids)
+        return await self._generate(_Call(request, fmt, recorder, "messages"), body, ids)
+
+    async def completions(self, body: CompletionRequest, request: Request) -> Response:
+        recorder = self.metrics.recorder()
+        self._check_model(body.model)
+        ids = await run_in_threadpool(text_prompt_ids, self.engine.tokenizer, body.prompt)
+        fmt = TextFormat(f"cmpl-{uuid4().hex}", self.engine.model_name, body.return_token_ids)
+        return await self._generate(_Call(request, fmt, recorder, "prompt"), body, ids)
+
+    async def models(self) -> ModelList:
+        card = ModelCard(id=self.engine.model_name, max_model_len=self.engine.max_model_len)
+        return ModelList(data=[card])
+
+    async def prometheus(self) -> Response:
+        return Response(self.metrics.render(), media_type=CONTENT_TYPE)
+
+    def _check_model(self, name: str | None) -> None:
+        if name is not None and name != self.engine.model_name:
+            raise NotFoundError(
+                f"The model '{name}' does not exist; this server serves "
+                f"'{self.engine.model_name}'.",
+                code="model_not_found",
+                param="model",
+            )
+
+    async def _generate(
+        self, call: _Call, body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[int]
+    ) -> Response:
+        params = body.to_sampling_params(room=self.engine.max_model_len - len(prompt_ids))
+        deltas = self.engine.generate(
+            prompt_ids,
+            params,
+            request_id=call.fmt.request_id,
+            fairness_key=body.user,
+            priority=body.priority,
+        )
+        if body.stream:
+            return await _stream(call, deltas, body.include_usage)
+        collected = await _unless_disconnected(call.request, _collect(call, deltas))
+        if collected is None:
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
+        return JSONResponse(call.fmt.response(collected).model_dump(mode="json"))
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One HTTP generation call: where it came from and how its answer is shaped."""
+
+    request: Request
+    fmt: ResponseFormat
+    recorder: RequestRecorder
+    prompt_param: str  # the field holding the prompt: "messages" or "prompt"
+
+
+def chat_prompt_ids(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> list[int]:
+    """Render the chat template; the template already holds the special tokens."""
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    return tokenizer.encode(text, add_special_tokens=False)
+
+
+def text_prompt_ids(tokenizer: Tokenizer, prompt: str | list[int]) -> list[int]:
+    if isinstance(prompt, list):
+        return prompt
+    return tokenizer.encode(prompt, add_special_tokens=True)
+
+
+async def _stream(call: _Call, deltas: AsyncIterator[Delta], include_usage: bool) -> Response:
+    # Wait for the first delta before answering, so a rejected request (400, 503) gets
+    # a real HTTP status instead of an error event inside a 200 stream.
+    first = await _unless_disconnected(call.request, _first(call, deltas))
+    if first is None:
+        await _close(deltas)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    return StreamingResponse(
+        _events(call, first, deltas, include_usage),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _first(call: _Call, deltas: AsyncIterator[Delta]) -> Delta:
+    """The first delta; submission happens here, so this is where rejections surface."""
+    try:
+        first = await anext(deltas)
+    except InvalidRequestError as exc:
+        if exc.param == "prompt":
+            exc.param = call.prompt_param  # name the field the caller actually sent
+        raise
+    call.recorder.observe(first)
+    return first
+
+
+async def _collect(call: _Call, deltas: AsyncIterator[Delta]) -> list[Delta]:
+    collected = [await _first(call, deltas)]
+    async for delta in deltas:
+        call.recorder.observe(delta)
+        collected.append(delta)
+    return collected
+
+
+async def _events(
+    call: _Call, first: Delta, deltas: AsyncIterator[Delta], include_usage: bool
+) -> AsyncIterator[str]:
+    """SSE events: role, content chunks, optional usage, `[DONE]`. A failure midway becomes
+    an OpenAI error event (the status line is long gone); a disconnect aborts the request."""
+    try:
+        async for event in _chunks(call, first, deltas, include_usage):
+            yield event
+    except StrataError as exc:
+        yield sse_event(strata_error_body(exc))
+    except Exception:
+        logger.exception("stream %s failed", call.fmt.request_id)
+        yield sse_event(error_body(INTERNAL_ERROR_MESSAGE, "server_error", code="internal_error"))
+    finally:
+        with anyio.CancelScope(shield=True):
+            await _close(deltas)
+    yield call.fmt.done()
+
+
+async def _chunks(
+    call: _Call, first: Delta, deltas: AsyncIterator[Delta], include_usage: bool
+) -> AsyncIterator[str]:
+    fmt, last = call.fmt, first
+    for opening in fmt.opening():
+        yield opening
+    if (chunk := fmt.chunk(first)) is not None:
+        yield chunk
+    async for last in deltas:
+        call.recorder.observe(last)
+        if (chunk := fmt.chunk(last)) is not None:
+            yield chunk
+    if include_usage:
+        yield fmt.usage(last)
+
+
+async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T | None:
+    """Await `work`, cancelling it (which aborts its request) if the client disconnects."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_disconnected(request))
+    try:
+        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+    if task in done:
+        return task.result()
+    await asyncio.gather(task, return_exceptions=True)  # let the cancellation abort it
+    return None
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns once the client has gone (the body has already been read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _close(deltas: AsyncIterator[Delta]) -> None:
+    """Close the engine's stream; closing an unfinished one aborts the request."""
+    if isinstance(deltas, AsyncGenerator):
+        await deltas.aclose()
