@@ -28,6 +28,7 @@ from strata.engine.core import (
     resolve_dtype,
     resolve_max_model_len,
 )
+from strata.engine.generation_config import SamplingDefaults
 from strata.engine.loader import load_state_dict, resolve_model_folder
 from strata.engine.model_config import ModelConfig
 from strata.engine.model_runner import ModelRunner
@@ -68,11 +69,13 @@ class Engine:
         tokenizer: Tokenizer,
         model_name: str,
         batch_window_s: float = 0.0,
+        sampling_defaults: SamplingDefaults | None = None,
     ):
         self.core = core
         self.tokenizer = tokenizer
         self.model_name = model_name
         self.batch_window_s = batch_window_s
+        self.sampling_defaults = sampling_defaults or SamplingDefaults()
         self._streams: dict[str, _Stream] = {}
         self._wake = threading.Event()
         self._stopping = False
@@ -92,7 +95,8 @@ class Engine:
         folder = resolve_model_folder(settings.model, model_cache_dir)
         core, tokenizer = build_core(settings, folder)
         name = settings.served_model_name or _default_name(settings.model, folder)
-        return cls(core, tokenizer, name, settings.batch_window_ms / 1000.0)
+        defaults = SamplingDefaults.from_folder(folder)
+        return cls(core, tokenizer, name, settings.batch_window_ms / 1000.0, defaults)
 
     # -- lifecycle -------------------------------------------------------------------------
 

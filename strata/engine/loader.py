@@ -35,7 +35,12 @@ BUNDLED_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SHARD_INDEX = "model.safetensors.index.json"
 GGUF_MAGIC = b"GGUF"
 # Bump when the converted folder's layout changes, so older conversions are redone.
-CONVERSION_VERSION = 1
+CONVERSION_VERSION = 2
+# The bundled 135M model, 4-bit, is unsure enough that sampling at OpenAI's default
+# temperature 1 often wanders off ("What is the capital of France?" starts with "L'" a third
+# of the time even at 0.2); its upstream generation config samples nothing, so serve it greedy
+# unless a request asks otherwise (see strata.engine.generation_config).
+BUNDLED_GENERATION_DEFAULTS = {"do_sample": False}
 STALE_SCRATCH_S = 3600.0
 
 
@@ -59,7 +64,7 @@ def bundled_gguf_path() -> Path:
 def resolve_model_folder(spec: str | None, cache_dir: Path) -> Path:
     """The Hugging Face folder to serve for `spec`: a folder, a .gguf file, or None/"" (bundled)."""
     if not spec:
-        return cached_gguf_conversion(bundled_gguf_path(), cache_dir)
+        return cached_gguf_conversion(bundled_gguf_path(), cache_dir, BUNDLED_GENERATION_DEFAULTS)
     path = Path(spec).expanduser()
     if path.is_dir():
         validate_model_folder(path)
@@ -134,7 +139,9 @@ def _read_safetensors(
     return tensors
 
 
-def cached_gguf_conversion(gguf_path: Path, cache_dir: Path) -> Path:
+def cached_gguf_conversion(
+    gguf_path: Path, cache_dir: Path, generation_defaults: dict[str, Any] | None = None
+) -> Path:
     """The converted folder for `gguf_path` under `cache_dir`, converting on first use.
 
     Conversion writes into a temporary folder that is renamed into place only when complete,
@@ -150,7 +157,7 @@ def cached_gguf_conversion(gguf_path: Path, cache_dir: Path) -> Path:
     except OSError as exc:
         raise ModelLoadError(f"{cache_dir}: cannot write the model cache ({exc}).") from exc
     try:
-        convert_gguf(gguf_path, scratch)
+        convert_gguf(gguf_path, scratch, generation_defaults or {})
         scratch.chmod(0o755)  # mkdtemp made it private
         _publish(scratch, target)
     finally:
@@ -183,7 +190,9 @@ def _publish(scratch: Path, target: Path) -> None:
             raise
 
 
-def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
+def convert_gguf(
+    gguf_path: Path, out_dir: Path, generation_defaults: dict[str, Any] | None = None
+) -> None:
     """Dequantize `gguf_path` into a float32 Hugging Face folder at `out_dir`."""
     _check_gguf_magic(gguf_path)
     started = time.monotonic()
@@ -191,6 +200,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     model, tokenizer = _load_gguf(gguf_path)
     _save_dequantized(model, out_dir)
     tokenizer.save_pretrained(out_dir, save_jinja_files=False)
+    model.generation_config.update(**(generation_defaults or {}))
     model.generation_config.save_pretrained(out_dir)
     _check_converted(gguf_path, out_dir)
     log.info("converted %s in %.1fs", gguf_path.name, time.monotonic() - started)

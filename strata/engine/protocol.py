@@ -16,6 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from strata.engine.outputs import Delta, FinishReason
+from strata.engine.generation_config import SamplingDefaults
 from strata.engine.sampling_params import SamplingParams
 
 MAX_MESSAGES = 2048
@@ -145,13 +146,17 @@ class _GenerationRequest(_Request):
         default = self.default_max_tokens
         return max(1, room if default is None else min(room, default))
 
-    def to_sampling_params(self, room: int) -> SamplingParams:
-        """Raises `InvalidRequestError` (param named) for values the engine cannot use."""
+    def to_sampling_params(
+        self, room: int, defaults: SamplingDefaults | None = None
+    ) -> SamplingParams:
+        """Raises `InvalidRequestError` (param named) for values the engine cannot use.
+        Unset temperature/top_p/top_k take the model's `defaults`."""
+        defaults = defaults or SamplingDefaults()
         return SamplingParams(
             max_tokens=self.max_tokens_within(room),
-            temperature=1.0 if self.temperature is None else self.temperature,
-            top_p=1.0 if self.top_p is None else self.top_p,
-            top_k=max(0, self.top_k or 0),
+            temperature=defaults.temperature if self.temperature is None else self.temperature,
+            top_p=defaults.top_p if self.top_p is None else self.top_p,
+            top_k=defaults.top_k if self.top_k is None else max(0, self.top_k),
             seed=self.seed,
             stop=tuple(self.stop or ()),
             stop_token_ids=tuple(self.stop_token_ids or ()),

@@ -200,7 +200,10 @@ class _OpenAIRoutes:
     async def _generate(
         self, call: _Call, body: ChatCompletionRequest | CompletionRequest, prompt_ids: list[int]
     ) -> Response:
-        params = body.to_sampling_params(room=self.engine.max_model_len - len(prompt_ids))
+        params = body.to_sampling_params(
+            room=self.engine.max_model_len - len(prompt_ids),
+            defaults=self.engine.sampling_defaults,
+        )
         deltas = self.engine.generate(
             prompt_ids,
             params,

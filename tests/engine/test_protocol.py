@@ -216,3 +216,15 @@ def test_sse_event_framing() -> None:
     assert sse_event({"a": 1}) == 'data: {"a": 1}\n\n'
     chunk = ChatCompletionChunk(id="c", model="m", choices=[])
     assert sse_event(chunk).startswith('data: {"id":"c"') and sse_event(chunk).endswith("}\n\n")
+
+
+def test_unset_sampling_fields_take_the_model_defaults() -> None:
+    from strata.engine.generation_config import SamplingDefaults
+
+    defaults = SamplingDefaults(temperature=0.0, top_p=0.8, top_k=20)
+    params = chat().to_sampling_params(room=100, defaults=defaults)
+    assert (params.temperature, params.top_p, params.top_k) == (0.0, 0.8, 20)
+    asked = chat(temperature=0.7, top_p=0.5, top_k=3).to_sampling_params(
+        room=100, defaults=defaults
+    )
+    assert (asked.temperature, asked.top_p, asked.top_k) == (0.7, 0.5, 3)
