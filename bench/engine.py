@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import platform
+import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -156,46 +157,89 @@ def hf_run(model: torch.nn.Module, batch: list[list[int]], conc: int, max_tokens
 
 # -- main -------------------------------------------------------------------------------------
 
+SYSTEMS = ("strata", "transformers")
+
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--requests-per-client", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument("--system", choices=SYSTEMS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    runs = asyncio.run(measure(args))
+    if args.system:  # a child: measure one system, print its runs as JSON
+        runs = asyncio.run(measure_strata(args) if args.system == "strata" else measure_hf(args))
+        print(RESULT_MARK + json.dumps([asdict(r) for r in runs]), flush=True)
+        return
+    by_system = {system: run_child(system, argv) for system in SYSTEMS}
+    runs = [
+        r
+        for conc in args.concurrency
+        for s in SYSTEMS
+        for r in by_system[s]
+        if r.concurrency == conc
+    ]
     write_report(args, runs)
+    print((args.out / "engine.md").read_text())
 
 
-async def measure(args: argparse.Namespace) -> list[Run]:
-    from transformers import AutoModelForCausalLM
+RESULT_MARK = "BENCH-RESULT "
 
-    from strata.config import EngineSettings
-    from strata.engine.engine import Engine
+
+def run_child(system: str, argv: list[str] | None) -> list[Run]:
+    """Each system runs in its own process: two torch thread teams in one process slow
+    each other down on this CPU, which would make the comparison unfair."""
+    cmd = [sys.executable, "-m", "bench.engine", *(sys.argv[1:] if argv is None else argv)]
+    out = subprocess.run([*cmd, "--system", system], capture_output=True, text=True, check=True)
+    line = next(x for x in out.stdout.splitlines() if x.startswith(RESULT_MARK))
+    return [Run(**r) for r in json.loads(line[len(RESULT_MARK) :])]
+
+
+def _folder() -> Path:
     from strata.engine.loader import resolve_model_folder
 
-    cache = Path(".strata/models")
-    folder = resolve_model_folder(None, cache)
-    engine = Engine.from_settings(EngineSettings(dtype="float32", max_num_seqs=64), cache)
-    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    return resolve_model_folder(None, MODEL_CACHE)
+
+
+MODEL_CACHE = Path(".strata/models")
+
+
+async def measure_strata(args: argparse.Namespace) -> list[Run]:
+    from strata.config import EngineSettings
+    from strata.engine.engine import Engine
+
+    engine = Engine.from_settings(EngineSettings(dtype="float32", max_num_seqs=64), MODEL_CACHE)
     await engine.start()
-    runs = []
     try:
+        runs = []
         for conc in args.concurrency:
             batch = prompts(engine.tokenizer, max(4, conc * args.requests_per_client))
             runs.append(await strata_run(engine, batch, conc, args.max_tokens))
-            runs.append(hf_run(hf, batch, conc, args.max_tokens))
-            print(runs[-2], runs[-1], sep="\n", flush=True)
+        return runs
     finally:
         await engine.stop()
+
+
+async def measure_hf(args: argparse.Namespace) -> list[Run]:
+    from transformers import AutoModelForCausalLM
+
+    from strata.engine.tokenizer import Tokenizer
+
+    folder = _folder()
+    tokenizer = Tokenizer.from_folder(folder)
+    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    runs = []
+    for conc in args.concurrency:
+        batch = prompts(tokenizer, max(4, conc * args.requests_per_client))
+        runs.append(hf_run(hf, batch, conc, args.max_tokens))
     return runs
 
 
 def write_report(args: argparse.Namespace, runs: list[Run]) -> None:
-    command = "python -m bench.engine " + " ".join(sys.argv[1:])
+    command = "python -m bench.engine " + " ".join(a for a in sys.argv[1:])
     meta = {
         "command": command.strip(),
         "model": "SmolLM2-135M-Instruct (bundled GGUF Q4_1, dequantized to fp32)",
@@ -232,7 +276,7 @@ def markdown(meta: dict[str, object], runs: list[Run]) -> str:
             f"{r.ttft_p95_ms} | {r.e2e_p50_s} | {r.e2e_p95_s} |"
         )
     lines += ["", "Throughput ratio (strata / generate) at equal concurrency:", ""]
-    for strata, hf in zip(runs[::2], runs[1::2], strict=True):
+    for strata, hf in zip(runs[::2], runs[1::2], strict=True):  # SYSTEMS order per concurrency
         lines.append(f"- concurrency {strata.concurrency}: {strata.tok_per_s / hf.tok_per_s:.1f}x")
     return "\n".join(lines) + "\n"
 

@@ -86,9 +86,10 @@ class EngineCore:
         """Run one engine step; return the requests that gained a token (possibly finishing)."""
         with self.lock:
             output = self.scheduler.schedule()
-        if not output.chunks:
-            return []
-        sampled = self.runner.execute(output)
+            if not output.chunks:
+                return []
+            inputs = self.runner.prepare(output)
+        sampled = self.runner.run(inputs)
         with self.lock:
             changed = self.scheduler.update(output, sampled)
             for request in changed:

@@ -27,6 +27,7 @@ class StepInputs:
     positions: torch.Tensor  # (T,)
     meta: AttentionMetadata
     sample_rows: torch.Tensor  # (N,) row of each sampling chunk's last token, in chunk order
+    sampling: SamplingBatch | None  # None when no chunk samples this step
 
 
 class ModelRunner:
@@ -57,19 +58,21 @@ class ModelRunner:
         ]
 
     @torch.inference_mode()
-    def execute(self, output: SchedulerOutput) -> list[int]:
-        """Run the step; return the sampled token of each sampling chunk, in chunk order."""
-        inputs = self.prepare(output.chunks)
+    def run(self, inputs: StepInputs) -> list[int]:
+        """Forward and sample; return the token of each sampling chunk, in chunk order.
+
+        Reads only `inputs`, never the requests, so requests may be aborted meanwhile."""
         hidden = self.model(inputs.input_ids, inputs.positions, self.caches, inputs.meta)
-        if inputs.sample_rows.numel() == 0:
+        if inputs.sampling is None:
             return []
         logits = self.model.logits(hidden.index_select(0, inputs.sample_rows))  # (N, V)
-        requests = [c.request for c in output.chunks if c.samples]
-        return sample(logits, self._sampling_batch(requests)).tolist()
+        return sample(logits, inputs.sampling).tolist()
 
     # -- inputs ----------------------------------------------------------------------------
 
-    def prepare(self, chunks: tuple[ScheduledChunk, ...]) -> StepInputs:
+    def prepare(self, output: SchedulerOutput) -> StepInputs:
+        """Snapshot everything the step needs from the requests (call under the engine lock)."""
+        chunks = output.chunks
         decodes = [c for c in chunks if c.num_tokens == 1 and c.start > 0]
         prefills = [c for c in chunks if not (c.num_tokens == 1 and c.start > 0)]
         ids: list[int] = []
@@ -90,7 +93,9 @@ class ModelRunner:
         if decodes:
             meta = self._with_decode_context(meta, decodes)
         rows = [last_row[id(c)] for c in chunks if c.samples]
-        return StepInputs(self._tensor(ids), positions_t, meta, self._tensor(rows))
+        requests = [c.request for c in chunks if c.samples]
+        sampling = self._sampling_batch(requests) if requests else None
+        return StepInputs(self._tensor(ids), positions_t, meta, self._tensor(rows), sampling)
 
     def _slots_of(self, chunks: list[ScheduledChunk], positions: torch.Tensor) -> torch.Tensor:
         tables = [self._block_row(c.request, c.start + c.num_tokens, c.num_tokens) for c in chunks]

@@ -15,8 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from strata.engine.outputs import Delta, FinishReason
 from strata.engine.generation_config import SamplingDefaults
+from strata.engine.outputs import Delta, FinishReason
 from strata.engine.sampling_params import SamplingParams
 
 MAX_MESSAGES = 2048

@@ -116,3 +116,16 @@ async def test_batching_window_gathers_requests_into_one_prefill(
         assert eng.stats().num_steps == 10  # one shared prefill, then 9 shared decodes
     finally:
         await eng.stop()
+
+
+async def test_stopping_the_engine_ends_open_streams_with_abort(
+    tiny_llama_folder: Path, tmp_path: Path
+) -> None:
+    eng = make_engine(tiny_llama_folder, tmp_path)
+    await eng.start()
+    stream = eng.generate([3, 4, 5], greedy(200))
+    await stream.__anext__()
+    await eng.stop()
+    rest = [d async for d in stream]
+    assert rest and rest[-1].finish_reason == "abort"
+    assert eng.stats().kv_blocks_used == 0

@@ -26,7 +26,7 @@ def test_nothing_set_gives_openai_defaults(tmp_path: Path) -> None:
 
 def test_corrupt_file_names_it(tmp_path: Path) -> None:
     (tmp_path / "generation_config.json").write_text("{nope")
-    with pytest.raises(ModelLoadError, match="generation_config.json"):
+    with pytest.raises(ModelLoadError, match=r"generation_config\.json"):
         SamplingDefaults.from_folder(tmp_path)
 
 
