@@ -158,7 +158,7 @@ def _engine_app(settings: Settings) -> tuple[FastAPI, str]:
 
     try:
         token = load_or_create_engine_token(settings)
-        engine = Engine.from_settings(settings.engine, settings.model_cache_dir)
+        engine = Engine.from_settings(settings.engine, settings.model_cache_dir, settings.slo)
     except ConfigError as exc:
         _fail(exc.message, EXIT_BAD_CONFIG)
     except StrataError as exc:

@@ -66,6 +66,17 @@ class EngineSettings(_Section):
     scheduling: Literal["fcfs", "priority"] = "fcfs"
 
 
+class SloSettings(_Section):
+    """Latency SLO the engine steers by (`strata.engine.slo`): batch cap, step token budget,
+    batching window and load shedding are derived online from measured latencies."""
+
+    enabled: bool = Field(
+        False, description="Steer by the SLO; the engine.* cap, budget and window become limits."
+    )
+    ttft_p95_ms: float = Field(500.0, gt=0, description="p95 time-to-first-token target.")
+    itl_p95_ms: float | None = Field(None, gt=0, description="p95 inter-token latency target.")
+
+
 class EngineServerSettings(_Section):
     """`strata engine serve`: the engine alone, always behind an internal token."""
 
@@ -99,6 +110,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = Field(default_factory=ServerSettings)
     engine: EngineSettings = Field(default_factory=EngineSettings)
+    slo: SloSettings = Field(default_factory=SloSettings)
     engine_server: EngineServerSettings = Field(default_factory=EngineServerSettings)
 
     @classmethod

@@ -9,17 +9,19 @@ during a forward pass (an aborted request's late results are dropped by `update`
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import torch
 
+from strata.engine.batch_policy import BatchPolicy, FixedBatchPolicy
 from strata.engine.block_manager import BlockManager
 from strata.engine.model_config import ModelConfig
 from strata.engine.model_runner import ModelRunner
 from strata.engine.outputs import EngineStats, FinishReason
 from strata.engine.request import Request
-from strata.engine.scheduler import ScheduledChunk, Scheduler, SchedulerConfig
-from strata.errors import ConfigError, InvalidRequestError
+from strata.engine.scheduler import ScheduledChunk, Scheduler, SchedulerConfig, SchedulerOutput
+from strata.errors import ConfigError, InvalidRequestError, OverloadedError
 
 
 @dataclass(frozen=True)
@@ -34,31 +36,37 @@ class CoreConfig:
     max_waiting: int
     enable_prefix_caching: bool = True
     policy: str = "fcfs"
+    batch_window_s: float = 0.0
 
 
 class EngineCore:
-    def __init__(self, config: CoreConfig, runner: ModelRunner, eos_token_ids: frozenset[int]):
+    def __init__(
+        self,
+        config: CoreConfig,
+        runner: ModelRunner,
+        eos_token_ids: frozenset[int],
+        batch_policy: BatchPolicy | None = None,
+    ):
         self.config = config
         self.runner = runner
+        self.batch_policy = batch_policy or FixedBatchPolicy(
+            config.max_num_seqs, config.max_num_batched_tokens, config.batch_window_s
+        )
         self.block_manager = BlockManager(
             config.num_blocks, config.block_size, config.enable_prefix_caching
         )
         self.scheduler = Scheduler(
-            SchedulerConfig(
-                config.max_num_seqs,
-                config.max_num_batched_tokens,
-                config.max_waiting,
-                config.max_model_len,
-                config.policy,
-            ),
+            SchedulerConfig(config.max_waiting, config.max_model_len, config.policy),
             self.block_manager,
             eos_token_ids,
+            self.batch_policy,
         )
         self.lock = threading.Lock()
         self.num_steps = 0
         self.last_batch_size = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.num_shed = 0  # requests the batch policy turned away
         self._requests: dict[str, Request] = {}
 
     @property
@@ -73,6 +81,15 @@ class EngineCore:
                 raise InvalidRequestError(
                     f"request id {request.request_id!r} is already in use.", param="request_id"
                 )
+            retry_after = self.batch_policy.admit(len(self.scheduler.waiting), time.perf_counter())
+            if retry_after is not None:
+                self.num_shed += 1
+                raise OverloadedError(
+                    "The engine cannot serve this request within its latency SLO right now; "
+                    "retry later.",
+                    retry_after_s=retry_after,
+                    code="slo_overload",
+                )
             self.scheduler.add(request)
             self._requests[request.request_id] = request
 
@@ -84,6 +101,7 @@ class EngineCore:
 
     def step(self) -> list[Request]:
         """Run one engine step; return the requests that gained a token (possibly finishing)."""
+        started = time.perf_counter()
         with self.lock:
             output = self.scheduler.schedule()
             if not output.chunks:
@@ -95,11 +113,22 @@ class EngineCore:
             for request in changed:
                 if request.is_finished:
                     self._requests.pop(request.request_id, None)
+        self._report(output, changed, started)
         self.num_steps += 1
         self.last_batch_size = len(output.chunks)
         self.prompt_tokens += sum(_prompt_tokens_in(c) for c in output.chunks)
         self.generation_tokens += len(changed)
         return changed
+
+    def _report(self, output: SchedulerOutput, changed: list[Request], started: float) -> None:
+        now = time.perf_counter()
+        policy = self.batch_policy
+        policy.observe_step(now - started, output.num_tokens, len(output.chunks), now)
+        for request in changed:
+            if request.num_output_tokens == 1 and request.first_token_time is not None:
+                policy.observe_first_token(request.first_token_time - request.arrival_time, now)
+            if request.is_finished:
+                policy.observe_finish(now)
 
     def check(self, request: Request) -> None:
         """Reject requests that can never run here, naming the field to change."""
@@ -140,6 +169,11 @@ class EngineCore:
                 last_batch_size=self.last_batch_size,
                 prompt_tokens=self.prompt_tokens,
                 generation_tokens=self.generation_tokens,
+                batch_cap=self.batch_policy.max_num_seqs,
+                token_budget=self.batch_policy.token_budget,
+                batch_window_s=self.batch_policy.batch_window_s,
+                slo_attainment=self.batch_policy.slo_attainment,
+                num_shed=self.num_shed,
             )
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
+from strata.engine.batch_policy import BatchPolicy, FixedBatchPolicy
 from strata.engine.core import (
     CoreConfig,
     EngineCore,
@@ -36,11 +37,12 @@ from strata.engine.model_runner import ModelRunner
 from strata.engine.outputs import Delta, EngineStats, FinishReason
 from strata.engine.request import Request
 from strata.engine.sampling_params import SamplingParams
+from strata.engine.slo import SloBatchPolicy, SloTargets
 from strata.engine.tokenizer import Tokenizer
 from strata.errors import EngineError
 
 if TYPE_CHECKING:
-    from strata.config import EngineSettings
+    from strata.config import EngineSettings, SloSettings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -88,14 +90,12 @@ class Engine:
         core: EngineCore,
         tokenizer: Tokenizer,
         model_name: str,
-        batch_window_s: float = 0.0,
         sampling_defaults: SamplingDefaults | None = None,
         worker: TorchWorker | None = None,
     ):
         self.core = core
         self.tokenizer = tokenizer
         self.model_name = model_name
-        self.batch_window_s = batch_window_s
         self.sampling_defaults = sampling_defaults or SamplingDefaults()
         self._streams: dict[str, _Stream] = {}
         self._wake = threading.Event()
@@ -113,13 +113,15 @@ class Engine:
         return self._loop_done is not None and not self._loop_done.done()
 
     @classmethod
-    def from_settings(cls, settings: EngineSettings, model_cache_dir: Path) -> Engine:
+    def from_settings(
+        cls, settings: EngineSettings, model_cache_dir: Path, slo: SloSettings | None = None
+    ) -> Engine:
         folder = resolve_model_folder(settings.model, model_cache_dir)
         worker = TorchWorker()
-        core, tokenizer = worker.run(build_core, settings, folder)
+        core, tokenizer = worker.run(build_core, settings, folder, slo)
         name = settings.served_model_name or _default_name(settings.model, folder)
         defaults = SamplingDefaults.from_folder(folder)
-        return cls(core, tokenizer, name, settings.batch_window_ms / 1000.0, defaults, worker)
+        return cls(core, tokenizer, name, defaults, worker)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -250,10 +252,12 @@ class Engine:
         """When idle, wait up to the batching window for more requests to arrive."""
         scheduler = self.core.scheduler
         head = scheduler.waiting.peek()
-        if self.batch_window_s <= 0 or scheduler.running or head is None:
+        policy = self.core.batch_policy
+        window = policy.batch_window_s
+        if window <= 0 or scheduler.running or head is None:
             return
-        deadline = head.arrival_time + self.batch_window_s
-        while len(scheduler.waiting) < self.core.config.max_num_seqs and not self._stopping:
+        deadline = head.arrival_time + window
+        while len(scheduler.waiting) < policy.max_num_seqs and not self._stopping:
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
                 return
@@ -290,8 +294,10 @@ def _deliver(updates: list[tuple[asyncio.Queue[_Update], _Update]]) -> None:
         queue.put_nowait(update)
 
 
-def build_core(settings: EngineSettings, folder: Path) -> tuple[EngineCore, Tokenizer]:
-    """Load the model in `folder` and size the engine from `settings`."""
+def build_core(
+    settings: EngineSettings, folder: Path, slo: SloSettings | None = None
+) -> tuple[EngineCore, Tokenizer]:
+    """Load the model in `folder` and size the engine from `settings` (and `slo`)."""
     if settings.threads:
         torch.set_num_threads(settings.threads)
     model = ModelConfig.from_folder(folder)
@@ -322,8 +328,22 @@ def build_core(settings: EngineSettings, folder: Path) -> tuple[EngineCore, Toke
         max_waiting=settings.max_waiting,
         enable_prefix_caching=settings.enable_prefix_caching,
         policy=settings.scheduling,
+        batch_window_s=settings.batch_window_ms / 1000.0,
     )
-    return EngineCore(config, runner, eos), tokenizer
+    return EngineCore(config, runner, eos, batch_policy(config, slo)), tokenizer
+
+
+def batch_policy(config: CoreConfig, slo: SloSettings | None) -> BatchPolicy:
+    if slo is None or not slo.enabled:
+        return FixedBatchPolicy(
+            config.max_num_seqs, config.max_num_batched_tokens, config.batch_window_s
+        )
+    itl = slo.itl_p95_ms / 1000.0 if slo.itl_p95_ms else None
+    return SloBatchPolicy(
+        SloTargets(slo.ttft_p95_ms / 1000.0, itl),
+        max_num_seqs_limit=config.max_num_seqs,
+        token_budget_limit=config.max_num_batched_tokens,
+    )
 
 
 def _default_name(spec: str | None, folder: Path) -> str:

@@ -59,6 +59,11 @@ class EngineStats:
     last_batch_size: int
     prompt_tokens: int  # cumulative prompt tokens computed (excluding prefix-cache hits)
     generation_tokens: int  # cumulative
+    batch_cap: int = 0  # current max running requests (the SLO controller moves it)
+    token_budget: int = 0  # current most tokens per step
+    batch_window_s: float = 0.0  # current batching window
+    slo_attainment: float | None = None  # share of recent requests within the TTFT SLO
+    num_shed: int = 0  # cumulative requests turned away to protect the SLO
 
     @property
     def kv_usage(self) -> float:

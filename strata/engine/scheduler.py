@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from strata.engine.batch_policy import BatchPolicy
 from strata.engine.block_manager import BlockManager
 from strata.engine.outputs import FinishReason
 from strata.engine.queue_policy import WaitingQueue, make_waiting_queue
@@ -24,8 +25,6 @@ from strata.errors import OverloadedError
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    max_num_seqs: int
-    max_num_batched_tokens: int
     max_waiting: int
     max_model_len: int
     policy: str = "fcfs"
@@ -59,10 +58,15 @@ class Scheduler:
     """Owns the waiting queue and the running set. Not thread-safe: the engine locks it."""
 
     def __init__(
-        self, config: SchedulerConfig, block_manager: BlockManager, eos_token_ids: Iterable[int]
+        self,
+        config: SchedulerConfig,
+        block_manager: BlockManager,
+        eos_token_ids: Iterable[int],
+        batch_policy: BatchPolicy,
     ):
         self.config = config
         self.block_manager = block_manager
+        self.batch_policy = batch_policy
         self.eos_token_ids = frozenset(eos_token_ids)
         self.waiting: WaitingQueue = make_waiting_queue(config.policy)
         self.running: list[Request] = []
@@ -83,7 +87,7 @@ class Scheduler:
     # -- schedule ------------------------------------------------------------------------
 
     def schedule(self) -> SchedulerOutput:
-        budget = self.config.max_num_batched_tokens
+        budget = self.batch_policy.token_budget
         chunks: list[ScheduledChunk] = []
         preempted: list[Request] = []
         for request in list(self.running):
@@ -110,7 +114,8 @@ class Scheduler:
     def _admit(self, budget: int) -> list[ScheduledChunk]:
         chunks = []
         bm = self.block_manager
-        while budget > 0 and len(self.running) < self.config.max_num_seqs:
+        cap = self.batch_policy.max_num_seqs
+        while budget > 0 and len(self.running) < cap:
             request = self.waiting.peek()
             if request is None:
                 break

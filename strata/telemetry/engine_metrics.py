@@ -44,6 +44,16 @@ class EngineStatsLike(Protocol):
     def num_preemptions(self) -> int: ...
     @property
     def kv_usage(self) -> float: ...
+    @property
+    def batch_cap(self) -> int: ...
+    @property
+    def token_budget(self) -> int: ...
+    @property
+    def batch_window_s(self) -> float: ...
+    @property
+    def slo_attainment(self) -> float | None: ...
+    @property
+    def num_shed(self) -> int: ...
 
 
 class TimingLike(Protocol):
@@ -164,6 +174,19 @@ class EngineStatsCollector:
         yield _counter("prefix_cache_queries", "Prompt tokens looked up.", stats.prefix_queries)
         yield _counter("prefix_cache_hits", "Prompt tokens found cached.", stats.prefix_hits)
         yield _counter("num_preemptions", "Requests preempted.", stats.num_preemptions)
+        yield from _batching_metrics(stats)
+
+
+def _batching_metrics(stats: EngineStatsLike) -> Iterable[Metric]:
+    """The batch policy's current decisions (moved online when an SLO is set)."""
+    yield _gauge("batch_cap", "Most requests allowed to run at once.", stats.batch_cap)
+    yield _gauge("step_token_budget", "Most tokens one step may compute.", stats.token_budget)
+    yield _gauge("batch_window_seconds", "Batching window of an idle engine.", stats.batch_window_s)
+    yield _counter("requests_shed", "Requests turned away to hold the SLO.", stats.num_shed)
+    if stats.slo_attainment is not None:
+        yield _gauge(
+            "slo_attainment", "Share of recent requests within the TTFT SLO.", stats.slo_attainment
+        )
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -129,3 +129,30 @@ async def test_stopping_the_engine_ends_open_streams_with_abort(
     rest = [d async for d in stream]
     assert rest and rest[-1].finish_reason == "abort"
     assert eng.stats().kv_blocks_used == 0
+
+
+async def test_slo_policy_sheds_what_it_cannot_serve_in_time(
+    tiny_llama_folder: Path, tmp_path: Path
+) -> None:
+    from strata.config import SloSettings
+
+    settings = EngineSettings(model=str(tiny_llama_folder), max_model_len=256, max_num_seqs=2)
+    eng = Engine.from_settings(settings, tmp_path, SloSettings(enabled=True, ttft_p95_ms=20))
+    await eng.start()
+    try:
+
+        async def client(i: int) -> str:
+            await asyncio.sleep(0.004 * i)  # a steady stream of arrivals
+            try:
+                deltas = await collect(eng, [3 + i % 50, 4, 5], greedy(30))
+            except OverloadedError as err:
+                assert err.code == "slo_overload" and err.retry_after_s
+                return "shed"
+            assert deltas[-1].completion_tokens == 30
+            return "served"
+
+        outcomes = await asyncio.gather(*(client(i) for i in range(60)))
+    finally:
+        await eng.stop()
+    assert "served" in outcomes and "shed" in outcomes
+    assert eng.stats().num_shed == outcomes.count("shed")

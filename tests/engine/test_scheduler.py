@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 
+from strata.engine.batch_policy import FixedBatchPolicy
 from strata.engine.block_manager import BlockManager
 from strata.engine.request import Request, RequestStatus
 from strata.engine.sampling_params import SamplingParams
@@ -21,8 +22,9 @@ def _scheduler(
     max_model_len: int = 256,
     policy: str = "fcfs",
 ) -> Scheduler:
-    config = SchedulerConfig(max_num_seqs, budget, max_waiting, max_model_len, policy)
-    return Scheduler(config, BlockManager(num_blocks, block_size), [EOS])
+    config = SchedulerConfig(max_waiting, max_model_len, policy)
+    batch = FixedBatchPolicy(max_num_seqs, budget)
+    return Scheduler(config, BlockManager(num_blocks, block_size), [EOS], batch)
 
 
 def _request(rid: str, n_prompt: int, **params: object) -> Request:

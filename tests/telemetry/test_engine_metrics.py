@@ -20,6 +20,8 @@ class FakeClock:
 class StatsSource:
     calls: int = 0
     running: list[int] = field(default_factory=lambda: [3])
+    cap: int = 12
+    attainment: float | None = None
 
     def __call__(self) -> EngineStats:
         self.calls += 1
@@ -35,6 +37,11 @@ class StatsSource:
             last_batch_size=3,
             prompt_tokens=60,
             generation_tokens=20,
+            batch_cap=self.cap,
+            token_budget=128,
+            batch_window_s=0.05,
+            slo_attainment=self.attainment,
+            num_shed=4,
         )
 
 
@@ -100,6 +107,19 @@ def test_engine_stats_are_read_at_scrape_time() -> None:
     ):
         assert line in text
     assert "# TYPE strata:prefix_cache_hits_total counter" in text
+
+
+def test_the_batch_policy_decisions_are_exported() -> None:
+    source = StatsSource()
+    metrics = EngineMetrics(source)
+    assert sample(metrics, "strata:batch_cap") == 12
+    assert sample(metrics, "strata:step_token_budget") == 128
+    assert sample(metrics, "strata:batch_window_seconds") == 0.05
+    assert sample(metrics, "strata:requests_shed_total") == 4
+    assert sample(metrics, "strata:slo_attainment") is None  # no SLO set: no series
+    source.attainment, source.cap = 0.97, 7
+    assert sample(metrics, "strata:slo_attainment") == 0.97
+    assert sample(metrics, "strata:batch_cap") == 7
 
 
 def test_each_instance_has_its_own_registry() -> None:
