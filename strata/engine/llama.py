@@ -8,6 +8,7 @@ q/k/v and gate/up projections are fused into single matmuls at load time.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +32,19 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("cos", emb.cos(), persistent=False)
         self.register_buffer("sin", emb.sin(), persistent=False)
 
-    def forward(
-        self, q: torch.Tensor, k: torch.Tensor, positions: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        cos = self.cos[positions].unsqueeze(1).to(q.dtype)  # (T, 1, D)
-        sin = self.sin[positions].unsqueeze(1).to(q.dtype)
-        return q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin
+    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> Rotation:
+        """The step's rotation, looked up once and shared by every layer."""
+        cos = self.cos[positions].unsqueeze(1).to(dtype)  # (T, 1, D)
+        sin = self.sin[positions].unsqueeze(1).to(dtype)
+        return Rotation(cos, sin)
+
+
+class Rotation(NamedTuple):
+    cos: torch.Tensor  # (T, 1, D)
+    sin: torch.Tensor  # (T, 1, D)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:  # (T, heads, D)
+        return x * self.cos + _rotate_half(x) * self.sin
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -86,8 +94,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,  # (T, hidden)
-        positions: torch.Tensor,  # (T,)
-        rotary: RotaryEmbedding,
+        rotation: Rotation,
         cache: LayerCache,
         meta: AttentionMetadata,
     ) -> torch.Tensor:
@@ -95,7 +102,7 @@ class Attention(nn.Module):
         q = q.view(-1, self.num_heads, self.head_dim)  # (T, H, D)
         k = k.view(-1, self.num_kv_heads, self.head_dim)  # (T, Hkv, D)
         v = v.view(-1, self.num_kv_heads, self.head_dim)
-        q, k = rotary(q, k, positions)
+        q, k = rotation.apply(q), rotation.apply(k)
         out = paged_attention(q, k, v, cache, meta)  # (T, H, D)
         return self.o_proj(out.reshape(x.shape[0], -1))
 
@@ -132,12 +139,11 @@ class DecoderLayer(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
-        rotary: RotaryEmbedding,
+        rotation: Rotation,
         cache: LayerCache,
         meta: AttentionMetadata,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, rotary, cache, meta)
+        x = x + self.self_attn(self.input_layernorm(x), rotation, cache, meta)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -161,8 +167,9 @@ class LlamaModel(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:  # (T, hidden)
         x = self.embed_tokens(input_ids)
+        rotation = self.rotary(positions, x.dtype)
         for layer, cache in zip(self.layers, caches, strict=True):
-            x = layer(x, positions, self.rotary, cache, meta)
+            x = layer(x, rotation, cache, meta)
         return self.norm(x)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:  # (N, hidden) -> (N, V) float32
