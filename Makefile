@@ -20,9 +20,9 @@ serve: install
 	$(VENV)/bin/strata serve
 
 lint: install
-	$(VENV)/bin/ruff check strata tests bench
-	$(VENV)/bin/ruff format --check strata tests bench
-	$(VENV)/bin/mypy strata bench
+	$(VENV)/bin/ruff check strata tests
+	$(VENV)/bin/ruff format --check strata tests
+	$(VENV)/bin/mypy strata
 
 test: lint
 	$(VENV)/bin/pytest -q
