@@ -48,6 +48,8 @@ def paged_attention(
 ) -> torch.Tensor:  # (T, H, D)
     cache.k.index_copy_(0, meta.slot_mapping, k)
     cache.v.index_copy_(0, meta.slot_mapping, v)
+    if not meta.prefills:  # the common steady state: decodes only, no copy into `out`
+        return _decode(q, cache, meta)
     out = torch.empty_like(q)
     if meta.num_decodes:
         out[: meta.num_decodes] = _decode(q[: meta.num_decodes], cache, meta)

@@ -19,37 +19,41 @@ from strata.engine.model_config import ModelConfig
 
 
 class RotaryEmbedding(nn.Module):
-    """cos/sin tables for every position, precomputed in float32 (rotate-half layout)."""
+    """Rotations for every position as unit complex numbers, (P, D/2) complex64.
+
+    q and k rows are stored *interleaved* (pairs (2i, 2i+1) rotate together; the loader
+    permutes the checkpoint's rotate-half rows, see `interleave_rotary_rows`), so applying the
+    rotation is one complex multiply instead of the slices, negation and concatenation of
+    rotate-half. q·k is unchanged: both are permuted the same way.
+    """
 
     def __init__(self, config: ModelConfig, max_positions: int):
         super().__init__()
-        inv_freq = rope_inv_freq(config)
         positions = torch.arange(max_positions, dtype=torch.float32)
-        freqs = torch.outer(positions, inv_freq)  # (P, D/2)
-        emb = torch.cat([freqs, freqs], dim=-1)  # (P, D)
-        self.cos: torch.Tensor
-        self.sin: torch.Tensor
-        self.register_buffer("cos", emb.cos(), persistent=False)
-        self.register_buffer("sin", emb.sin(), persistent=False)
+        freqs = torch.outer(positions, rope_inv_freq(config)).float()  # (P, D/2)
+        self.table: torch.Tensor
+        self.register_buffer("table", torch.polar(torch.ones_like(freqs), freqs), persistent=False)
 
-    def forward(self, positions: torch.Tensor, dtype: torch.dtype) -> Rotation:
+    def forward(self, positions: torch.Tensor) -> Rotation:
         """The step's rotation, looked up once and shared by every layer."""
-        cos = self.cos[positions].unsqueeze(1).to(dtype)  # (T, 1, D)
-        sin = self.sin[positions].unsqueeze(1).to(dtype)
-        return Rotation(cos, sin)
+        return Rotation(self.table[positions].unsqueeze(1))  # (T, 1, D/2)
 
 
 class Rotation(NamedTuple):
-    cos: torch.Tensor  # (T, 1, D)
-    sin: torch.Tensor  # (T, 1, D)
+    turns: torch.Tensor  # (T, 1, D/2) complex64
 
-    def apply(self, x: torch.Tensor) -> torch.Tensor:  # (T, heads, D)
-        return x * self.cos + _rotate_half(x) * self.sin
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Rotate (T, heads, D) with interleaved pairs; returns a new (T, heads, D) tensor."""
+        pairs = torch.view_as_complex(x.float().unflatten(-1, (-1, 2)))  # (T, heads, D/2)
+        return torch.view_as_real(pairs * self.turns).flatten(-2).to(x.dtype)
 
 
-def _rotate_half(x: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+def interleave_rotary_rows(weight: torch.Tensor, num_heads: int, head_dim: int) -> torch.Tensor:
+    """Reorder each head's output rows from rotate-half (i, i + D/2) to interleaved (2i, 2i+1)."""
+    half = torch.arange(head_dim // 2)
+    order = torch.stack([half, half + head_dim // 2], dim=1).flatten()  # (D,)
+    rows = weight.unflatten(0, (num_heads, head_dim))
+    return rows[:, order].flatten(0, 1)
 
 
 def rope_inv_freq(config: ModelConfig) -> torch.Tensor:
@@ -98,11 +102,11 @@ class Attention(nn.Module):
         cache: LayerCache,
         meta: AttentionMetadata,
     ) -> torch.Tensor:
-        q, k, v = self.qkv_proj(x).split(self.sizes, dim=-1)
-        q = q.view(-1, self.num_heads, self.head_dim)  # (T, H, D)
-        k = k.view(-1, self.num_kv_heads, self.head_dim)  # (T, Hkv, D)
-        v = v.view(-1, self.num_kv_heads, self.head_dim)
-        q, k = rotation.apply(q), rotation.apply(k)
+        qkv = self.qkv_proj(x)
+        num_qk = self.num_heads + self.num_kv_heads
+        qk = qkv[:, : num_qk * self.head_dim].unflatten(-1, (num_qk, self.head_dim))
+        q, k = rotation.apply(qk).split([self.num_heads, self.num_kv_heads], dim=1)
+        v = qkv[:, num_qk * self.head_dim :].unflatten(-1, (self.num_kv_heads, self.head_dim))
         out = paged_attention(q, k, v, cache, meta)  # (T, H, D)
         return self.o_proj(out.reshape(x.shape[0], -1))
 
@@ -167,7 +171,7 @@ class LlamaModel(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:  # (T, hidden)
         x = self.embed_tokens(input_ids)
-        rotation = self.rotary(positions, x.dtype)
+        rotation = self.rotary(positions)
         for layer, cache in zip(self.layers, caches, strict=True):
             x = layer(x, rotation, cache, meta)
         return self.norm(x)
@@ -190,8 +194,10 @@ def fuse_hf_weights(
     for i in range(config.num_layers):
         attn, mlp = f"layers.{i}.self_attn.", f"layers.{i}.mlp."
         for kind in ("weight", "bias") if config.attention_bias else ("weight",):
-            parts = [out.pop(f"{attn}{p}_proj.{kind}") for p in "qkv"]
-            out[f"{attn}qkv_proj.{kind}"] = torch.cat(parts, dim=0)
+            q, k, v = (out.pop(f"{attn}{p}_proj.{kind}") for p in "qkv")
+            q = interleave_rotary_rows(q, config.num_heads, config.head_dim)
+            k = interleave_rotary_rows(k, config.num_kv_heads, config.head_dim)
+            out[f"{attn}qkv_proj.{kind}"] = torch.cat([q, k, v], dim=0)
         out[f"{mlp}gate_up_proj.weight"] = torch.cat(
             [out.pop(f"{mlp}gate_proj.weight"), out.pop(f"{mlp}up_proj.weight")], dim=0
         )

@@ -7,13 +7,14 @@ paged attention needs, and the sampling tensors; it returns one token per sampli
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 
 from strata.engine.attention import AttentionMetadata, LayerCache, PrefillChunk
-from strata.engine.llama import LlamaModel
+from strata.engine.llama import LlamaModel, RotaryEmbedding
 from strata.engine.model_config import ModelConfig
 from strata.engine.request import Request
 from strata.engine.sampler import SamplingBatch, sample
@@ -198,12 +199,22 @@ def build_model(
     device: torch.device,
     dtype: torch.dtype,
 ) -> LlamaModel:
-    with torch.device("meta"):
+    with torch.device("meta"), _default_dtype(dtype):  # no time spent on random init
         model = LlamaModel(config, max_model_len)
-    model.to_empty(device=device).to(dtype)
+    model.to_empty(device=device)
     try:
         model.load_hf_weights({k: v.to(device=device, dtype=dtype) for k, v in weights.items()})
     except (KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"weights do not match config.json: {exc}") from exc
-    model.rotary = type(model.rotary)(config, max_model_len).to(device)
+    model.rotary = RotaryEmbedding(config, max_model_len).to(device)  # meta held no values
     return model.eval()
+
+
+@contextmanager
+def _default_dtype(dtype: torch.dtype) -> Iterator[None]:
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
