@@ -16,6 +16,7 @@ import typer
 import yaml
 
 from strata import __version__
+from strata.bench.serve_command import bench_serve
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, StrataError
 
@@ -36,8 +37,14 @@ app = typer.Typer(
 )
 engine_app = typer.Typer(help="Run the serving engine on its own.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect the effective configuration.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks, written as JSON and Markdown under docs/benchmarks/.", no_args_is_help=True
+)
 app.add_typer(engine_app, name="engine")
 app.add_typer(config_app, name="config")
+app.add_typer(bench_app, name="bench")
+# Each benchmark is one command defined next to its library code, registered here.
+bench_app.command("serve")(bench_serve)
 
 ConfigOption = Annotated[
     Path | None,

@@ -7,6 +7,7 @@ any `StrataError` into `{"error": {"message", "type", "code", "param"}}` in one 
     StrataError
     ├── ConfigError             bad config file / env value / CLI option (not HTTP)
     ├── ModelLoadError          a model path, file or architecture that cannot be served
+    ├── BenchTargetError        `strata bench`: the endpoint under test cannot be used (not HTTP)
     └── RequestError            anything an HTTP caller sent or caused
         ├── InvalidRequestError     400
         ├── AuthenticationError     401
@@ -39,6 +40,11 @@ class ConfigError(StrataError):
 
 class ModelLoadError(StrataError):
     """A model cannot be loaded; the message names the file and what was wrong with it."""
+
+
+class BenchTargetError(StrataError):
+    """The endpoint a benchmark points at cannot be used: unreachable, refuses the key, or serves
+    no model; the message names the URL."""
 
 
 class RequestError(StrataError):
