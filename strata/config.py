@@ -42,7 +42,9 @@ class EngineSettings(_Section):
     )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="auto: float32 on CPU, bfloat16 on CUDA."
+        "auto",
+        description="auto: bfloat16 on CUDA and on CPUs with native bf16 (AVX512-BF16/AMX), "
+        "else float32.",
     )
     threads: int | None = Field(None, ge=1, description="torch CPU threads; default all cores.")
     block_size: int = Field(16, ge=1, le=256, description="Tokens per KV-cache block.")
