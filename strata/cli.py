@@ -46,6 +46,20 @@ app.add_typer(bench_app, name="bench")
 # Each benchmark is one command defined next to its library code, registered here.
 bench_app.command("serve")(bench_serve)
 
+
+@bench_app.command(
+    "engine", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_engine(ctx: typer.Context) -> None:
+    """strata's engine next to transformers (generate one at a time, static batches, its
+    continuous batching) on the bundled model, fp32 and bf16, plus this machine's ceilings.
+    Options: --dtypes, --systems, --requests, --slo-ttft-ms, --sweep-requests, --no-sweep,
+    --out. Takes 15-20 minutes on 2 cores."""
+    from strata.bench.engine import main  # torch and transformers: only when asked
+
+    main(list(ctx.args))
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(

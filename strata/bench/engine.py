@@ -194,12 +194,13 @@ def max_sustainable_rate(system: str, dtype: str, args: argparse.Namespace) -> d
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.child:
         child(args.child, args.dtypes[0], args.workload, args.records, args.roofline)
         return
     report = run(args)
-    write_report(args, report)
+    write_report(args, report, "strata bench engine " + " ".join(argv))
     print((args.out / "engine.md").read_text())
 
 
@@ -265,9 +266,9 @@ def _fractions(rates: dict[str, float], bounds: Any, ceilings: Any, dtype: str) 
 # -- the report ------------------------------------------------------------------------------
 
 
-def write_report(args: argparse.Namespace, report: dict[str, Any]) -> None:
+def write_report(args: argparse.Namespace, report: dict[str, Any], command: str) -> None:
     report["meta"] = {
-        "command": "python -m strata.bench.engine " + " ".join(sys.argv[1:]),
+        "command": command,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads",
