@@ -60,6 +60,18 @@ def bench_engine(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
+@bench_app.command(
+    "slo", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_slo(ctx: typer.Context) -> None:
+    """SLO-aware batching under real HTTP load: overload at 1.3x the sustainable rate, and
+    phased load against fixed batch caps. Options: --slo-ttft-ms, --requests,
+    --phase-requests, --phase-load, --caps, --out. Takes about 15 minutes on 2 cores."""
+    from strata.bench.slo_bench import main
+
+    main(list(ctx.args))
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
