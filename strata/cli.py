@@ -65,8 +65,8 @@ def bench_engine(ctx: typer.Context) -> None:
 )
 def bench_slo(ctx: typer.Context) -> None:
     """SLO-aware batching under real HTTP load: overload at 1.3x the sustainable rate, and
-    phased load against fixed batch caps. Options: --slo-ttft-ms, --requests,
-    --phase-requests, --phase-load, --caps, --out. Takes about 15 minutes on 2 cores."""
+    phased load against fixed batch caps. Options: --slo-ttft-ms, --probe-seconds,
+    --overload-seconds, --phase-seconds, --phase-load, --caps, --out. About 15 minutes."""
     from strata.bench.slo_bench import main
 
     main(list(ctx.args))

@@ -116,29 +116,31 @@ def outcome(records: list[RequestRecord], duration_s: float, slo_ms: float) -> d
     }
 
 
-async def sustainable_rate(target: Any, slo_ms: float, requests: int) -> dict[str, Any]:
+async def sustainable_rate(target: Any, slo_ms: float, seconds: float) -> dict[str, Any]:
+    """Each probe sends for `seconds`: long enough to leave the first burst behind, so a rate
+    holds only if the engine keeps up with it."""
     plan = SweepPlan(start_rate=0.5, min_rate=0.05, refine_steps=3, tolerance=0.15)
-    sweep = await run_sweep(target, CHAT, Slo(ttft_ms=slo_ms), plan, Budget(requests=requests))
+    sweep = await run_sweep(target, CHAT, Slo(ttft_ms=slo_ms), plan, Budget(duration_s=seconds))
     probes = [{"rate": round(p.rate, 3), "held": p.held} for p in sweep.probes]
     return {"rate": sweep.best_rate or 0.0, "probes": probes}
 
 
 async def offered(
-    target: Any, workload: Workload, rate: float, n: int, slo_ms: float, first: int = 0
+    target: Any, workload: Workload, rate: float, seconds: float, slo_ms: float, first: int = 0
 ) -> tuple[list[RequestRecord], float]:
     result = await run_load(
         target, workload, PoissonRate(rate, seed=first), Slo(ttft_ms=slo_ms),
-        budget=Budget(requests=n), first_index=first,
+        budget=Budget(duration_s=seconds), first_index=first,
     )  # fmt: skip
     return result.records, result.duration_s
 
 
-async def phased(target: Any, rate: float, n: int, slo_ms: float) -> dict[str, Any]:
+async def phased(target: Any, rate: float, seconds: float, slo_ms: float) -> dict[str, Any]:
     records: list[RequestRecord] = []
     duration = 0.0
     per_phase = {}
     for i, (name, workload) in enumerate(PHASES.items()):
-        phase_records, phase_s = await offered(target, workload, rate, n, slo_ms, first=i * n)
+        phase_records, phase_s = await offered(target, workload, rate, seconds, slo_ms, i * 1000)
         per_phase[name] = outcome(phase_records, phase_s, slo_ms)
         records += phase_records
         duration += phase_s
@@ -151,14 +153,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         data = _data_dir(Path(tmp))
         with engine_server(fixed(32), data) as target:
-            sweep = asyncio.run(sustainable_rate(target, slo_ms, args.sweep_requests))
+            sweep = asyncio.run(sustainable_rate(target, slo_ms, args.probe_seconds))
             rate = max(sweep["rate"], 0.1)
             report["sweep_fixed_default"] = sweep
-            over = asyncio.run(offered(target, CHAT, 1.3 * rate, args.requests, slo_ms, 10_000))
+            over = asyncio.run(
+                offered(target, CHAT, 1.3 * rate, args.overload_seconds, slo_ms, 9000)
+            )
             report["overload_fixed"] = outcome(*over, slo_ms)
         _log(report)
         with engine_server(steered(slo_ms), data) as target:
-            over = asyncio.run(offered(target, CHAT, 1.3 * rate, args.requests, slo_ms, 10_000))
+            over = asyncio.run(
+                offered(target, CHAT, 1.3 * rate, args.overload_seconds, slo_ms, 9000)
+            )
             report["overload_slo"] = outcome(*over, slo_ms)
         _log(report)
         report["phase_rate"] = round(rate * args.phase_load, 3)
@@ -244,9 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--slo-ttft-ms", type=float, default=500.0)
-    parser.add_argument("--sweep-requests", type=int, default=30)
-    parser.add_argument("--requests", type=int, default=60)
-    parser.add_argument("--phase-requests", type=int, default=30)
+    parser.add_argument("--probe-seconds", type=float, default=25.0)
+    parser.add_argument("--overload-seconds", type=float, default=40.0)
+    parser.add_argument("--phase-seconds", type=float, default=20.0)
     parser.add_argument("--phase-load", type=float, default=1.0, help="phase rate / swept rate")
     parser.add_argument("--caps", type=int, nargs="+", default=[4, 8, 16, 32])
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))

@@ -8,7 +8,15 @@ derives them online from measured step latencies and a latency SLO.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+
+class QueueState(NamedTuple):
+    """The engine's load as a new request arrives (counts exclude the new request)."""
+
+    num_waiting: int
+    num_running: int
+    queued_tokens: int  # prompt tokens waiting to be prefilled, the new request's included
 
 
 class BatchPolicy(Protocol):
@@ -32,7 +40,7 @@ class BatchPolicy(Protocol):
         """Share of recent requests whose TTFT met the SLO; None without an SLO."""
         ...
 
-    def admit(self, num_waiting: int, now: float) -> float | None:
+    def admit(self, queue: QueueState, now: float) -> float | None:
         """None to admit a new request; otherwise the seconds after which to retry."""
         ...
 
@@ -58,7 +66,7 @@ class FixedBatchPolicy:
         self.batch_window_s = batch_window_s
         self.slo_attainment: float | None = None
 
-    def admit(self, num_waiting: int, now: float) -> float | None:
+    def admit(self, queue: QueueState, now: float) -> float | None:
         return None
 
     def observe_step(self, duration_s: float, num_tokens: int, num_seqs: int, now: float) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from strata.engine.batch_policy import BatchPolicy, FixedBatchPolicy
+from strata.engine.batch_policy import BatchPolicy, FixedBatchPolicy, QueueState
 from strata.engine.block_manager import BlockManager
 from strata.engine.model_config import ModelConfig
 from strata.engine.model_runner import ModelRunner
@@ -81,7 +81,7 @@ class EngineCore:
                 raise InvalidRequestError(
                     f"request id {request.request_id!r} is already in use.", param="request_id"
                 )
-            retry_after = self.batch_policy.admit(len(self.scheduler.waiting), time.perf_counter())
+            retry_after = self.batch_policy.admit(self._queue_state(request), time.perf_counter())
             if retry_after is not None:
                 self.num_shed += 1
                 raise OverloadedError(
@@ -92,6 +92,11 @@ class EngineCore:
                 )
             self.scheduler.add(request)
             self._requests[request.request_id] = request
+
+    def _queue_state(self, request: Request) -> QueueState:
+        waiting = self.scheduler.waiting
+        queued = sum(r.num_uncomputed_tokens for r in waiting) + request.num_tokens
+        return QueueState(len(waiting), len(self.scheduler.running), queued)
 
     def abort(self, request_id: str, reason: FinishReason = "abort") -> None:
         with self.lock:

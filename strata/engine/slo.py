@@ -8,10 +8,12 @@ The loop, evaluated every `adjust_interval_s`:
   under 80% of target while the cap is what limits the batch: cap grows by an eighth (+1).
 - *Token budget*: a least-squares fit of step time against tokens per step gives the most
   tokens a step can carry and stay on target; prefill chunks are cut to that.
-- *Admission*: a new request's TTFT is predicted from the queue ahead of it and the measured
-  service rate (requests finishing per second). Predicted over the SLO: shed with a retry
-  hint, so admitted requests keep their latency instead of everyone's collapsing. The
-  measured p95 TTFT feeds back into how much of the SLO predictions may use.
+- *Admission*: a new request's TTFT is predicted as the prefill time of every prompt token
+  queued ahead of it (and its own), from the fitted step model, plus, when the batch is full,
+  the wait for a slot at the measured service rate. Predicted over the SLO: shed with a retry
+  hint, so admitted requests keep their latency instead of everyone's collapsing (a burst is
+  caught before any request has finished). The measured p95 TTFT feeds back into how much of
+  the SLO predictions may use.
 - *Batching window*: wait for company only when arrivals are frequent enough to bring some.
 """
 
@@ -21,7 +23,7 @@ import math
 from collections import deque
 from dataclasses import dataclass
 
-from strata.engine.batch_policy import BatchPolicy
+from strata.engine.batch_policy import BatchPolicy, QueueState
 
 STEP_SHARE_OF_TTFT = 0.25  # step-time target when only a TTFT SLO is given
 SHRINK, GROW = 0.75, 0.125
@@ -144,20 +146,39 @@ class SloBatchPolicy(BatchPolicy):
             return 0.0  # no company is likely to arrive within the window
         return self.max_window_s
 
-    def admit(self, num_waiting: int, now: float) -> float | None:
+    def admit(self, queue: QueueState, now: float) -> float | None:
         self._now = now
         self._arrivals.add(now, 1.0)
-        if num_waiting > 0:
+        if queue.num_waiting > 0:
             self._cap_was_binding = True
-        service_rate = self._finishes.rate(now)
-        if service_rate is None or num_waiting == 0:
-            return None
-        predicted = (num_waiting + 1) / service_rate + self.targets.step_s
+        predicted = self.predicted_ttft(queue, now)
         allowed = self.targets.ttft_p95_s * self._trust
-        if predicted <= allowed:
+        if predicted is None or predicted <= allowed:
             return None
         self.num_shed += 1
         return max(1.0, predicted - allowed)
+
+    def predicted_ttft(self, queue: QueueState, now: float) -> float | None:
+        """Prefill of every queued prompt token ahead (and its own), plus the wait for a free
+        slot when the batch is full; None before anything has been measured."""
+        prefill = self._prefill_s(queue.queued_tokens, now)
+        if prefill is None:
+            return None
+        ahead = queue.num_running + queue.num_waiting + 1 - self._cap
+        if ahead <= 0:
+            return prefill + self.targets.step_s
+        service_rate = self._finishes.rate(now)
+        slot_wait = ahead / service_rate if service_rate else 0.0
+        return prefill + slot_wait + self.targets.step_s
+
+    def _prefill_s(self, tokens: int, now: float) -> float | None:
+        fit = self._model.fit()
+        if fit is not None:
+            return tokens * fit[1]
+        step_p95 = self._steps.p95(now)
+        if step_p95 is None:
+            return None
+        return -(-tokens // max(1, self._budget)) * step_p95  # steps needed x step time
 
     # -- what the engine reports -------------------------------------------------------------
 

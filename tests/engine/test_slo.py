@@ -3,6 +3,7 @@ size steps from the fitted step-time model, and shed when the queue cannot be se
 
 from __future__ import annotations
 
+from strata.engine.batch_policy import QueueState
 from strata.engine.slo import SloBatchPolicy, SloTargets, StepModel
 
 
@@ -69,45 +70,69 @@ def test_step_model_needs_varied_steps_before_it_answers() -> None:
     assert model.tokens_within(0.1) is None
 
 
-def test_requests_are_shed_when_the_queue_cannot_be_served_within_the_slo() -> None:
+def with_step_model(p: SloBatchPolicy, per_token_s: float = 0.001) -> float:
+    """Feed steps of varied size costing 10 ms + `per_token_s` per token (all within the
+    0.1 s step target, so the cap stays put); return the time."""
+    now = 0.0
+    for i in range(100):
+        tokens = 8 + (i * 37) % 72
+        now += 0.05
+        p.observe_step(0.01 + per_token_s * tokens, tokens, 1, now)
+    return now
+
+
+def test_nothing_is_shed_before_anything_was_measured() -> None:
     p = policy(ttft_s=0.4)
+    assert p.admit(QueueState(num_waiting=500, num_running=32, queued_tokens=10**6), 0.0) is None
+
+
+def test_a_burst_is_shed_by_its_queued_prefill_before_any_request_finished() -> None:
+    p = policy(ttft_s=0.4)  # step target 0.1 s
+    now = with_step_model(p)
+    assert p.admit(QueueState(0, 0, queued_tokens=100), now) is None  # 0.1 + 0.1 s
+    retry = p.admit(QueueState(5, 0, queued_tokens=2000), now)  # 2 s of prefill ahead
+    assert retry is not None and retry >= 1.0
+    assert p.num_shed == 1
+
+
+def test_a_full_batch_adds_the_wait_for_a_slot_at_the_service_rate() -> None:
+    p = policy(ttft_s=0.4, cap=4)
+    now = with_step_model(p)
     for i in range(10):
-        p.observe_finish(now=i * 0.5)  # 2 requests/s
-    assert p.admit(num_waiting=0, now=5.0) is None
-    assert p.admit(num_waiting=1, now=5.0) is not None  # (1+1)/2 s + 0.1 > 0.4
-    retry = p.admit(num_waiting=20, now=5.0)
-    assert retry is not None and retry > 5
-    assert p.num_shed == 2
+        p.observe_finish(now + i * 0.5)  # 2 requests/s
+    now += 5.0
+    assert p.admit(QueueState(0, 3, queued_tokens=50), now) is None  # a slot is free
+    assert p.admit(QueueState(1, 4, queued_tokens=50), now) is not None  # 2 ahead: ~1 s
 
 
 def test_fast_service_admits_a_queue() -> None:
-    p = policy(ttft_s=0.4)
+    p = policy(ttft_s=0.4, cap=4)
+    now = with_step_model(p, per_token_s=0.0001)
     for i in range(100):
-        p.observe_finish(now=i * 0.01)  # 100 requests/s
-    assert p.admit(num_waiting=10, now=1.0) is None  # 11/100 + 0.1 s < 0.4 s
+        p.observe_finish(now + i * 0.01)  # 100 requests/s
+    now += 1.0
+    assert p.admit(QueueState(10, 4, queued_tokens=500), now) is None  # 0.05 + 0.11 + 0.1 s
 
 
 def test_measured_ttft_over_the_slo_makes_admission_stricter() -> None:
     p = policy(ttft_s=0.4)
-    for i in range(100):
-        p.observe_finish(now=i * 0.05)  # 20/s: 4 waiting -> 0.25 + 0.1 = 0.35 s predicted
-    assert p.admit(num_waiting=4, now=5.0) is None
-    now = 5.0
+    now = with_step_model(p)
+    state = QueueState(2, 0, queued_tokens=250)  # 0.25 + 0.1 = 0.35 s predicted
+    assert p.admit(state, now) is None
     for _ in range(20):  # requests keep missing the SLO anyway
         now += 0.3
         p.observe_first_token(0.9, now)
-        p.observe_step(0.05, 4, 4, now)
-        p.observe_finish(now)
-    assert p.admit(num_waiting=4, now=now) is not None
+        p.observe_step(0.05, 100, 4, now)
+    assert p.admit(state, now) is not None
     assert p.slo_attainment == 0.0
 
 
 def test_batching_window_only_when_arrivals_are_frequent() -> None:
     p = policy(ttft_s=0.5)
     for i in range(5):
-        p.admit(0, now=i * 1.0)  # one arrival a second: nobody to wait for
+        p.admit(QueueState(0, 0, 10), now=i * 1.0)  # one arrival a second: nobody to wait for
     assert p.batch_window_s == 0.0
     busy = policy(ttft_s=0.5)
     for i in range(50):
-        busy.admit(0, now=i * 0.005)  # 200 arrivals a second
+        busy.admit(QueueState(0, 0, 10), now=i * 0.005)  # 200 arrivals a second
     assert busy.batch_window_s == 0.05  # min(50 ms, 10% of the TTFT SLO)
