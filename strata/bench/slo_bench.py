@@ -174,7 +174,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ]:
             with engine_server(settings, data) as target:
                 result = asyncio.run(
-                    phased(target, rate * args.phase_load, args.phase_requests, slo_ms)
+                    phased(target, rate * args.phase_load, args.phase_seconds, slo_ms)
                 )
             report["phased"][name] = result
             _log(report)

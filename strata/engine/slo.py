@@ -13,7 +13,7 @@ The loop, evaluated every `adjust_interval_s`:
   the wait for a slot at the measured service rate. Predicted over the SLO: shed with a retry
   hint, so admitted requests keep their latency instead of everyone's collapsing (a burst is
   caught before any request has finished). The measured p95 TTFT feeds back into how much of
-  the SLO predictions may use.
+  the SLO predictions may use (less when requests miss it, more when p95 sits well inside).
 - *Batching window*: wait for company only when arrivals are frequent enough to bring some.
 """
 
@@ -28,6 +28,9 @@ from strata.engine.batch_policy import BatchPolicy, QueueState
 STEP_SHARE_OF_TTFT = 0.25  # step-time target when only a TTFT SLO is given
 SHRINK, GROW = 0.75, 0.125
 MAX_WINDOW_SHARE = 0.1  # the batching window never exceeds this share of the TTFT SLO
+# How far measured TTFTs may scale what predictions are allowed: below 1 when requests miss the
+# SLO despite the model, above 1 when the model is pessimistic and p95 sits well inside it.
+MIN_TRUST, MAX_TRUST = 0.2, 3.0
 
 
 @dataclass(frozen=True)
@@ -162,14 +165,13 @@ class SloBatchPolicy(BatchPolicy):
         """Prefill of every queued prompt token ahead (and its own), plus the wait for a free
         slot when the batch is full; None before anything has been measured."""
         prefill = self._prefill_s(queue.queued_tokens, now)
-        if prefill is None:
+        step = self._steps.p95(now)
+        if prefill is None or step is None:
             return None
         ahead = queue.num_running + queue.num_waiting + 1 - self._cap
-        if ahead <= 0:
-            return prefill + self.targets.step_s
         service_rate = self._finishes.rate(now)
-        slot_wait = ahead / service_rate if service_rate else 0.0
-        return prefill + slot_wait + self.targets.step_s
+        slot_wait = ahead / service_rate if ahead > 0 and service_rate else 0.0
+        return prefill + slot_wait + step
 
     def _prefill_s(self, tokens: int, now: float) -> float | None:
         fit = self._model.fit()
@@ -237,6 +239,6 @@ class SloBatchPolicy(BatchPolicy):
         if ttft_p95 is None:
             return
         if ttft_p95 > self.targets.ttft_p95_s:
-            self._trust = max(0.2, self._trust * 0.9)
+            self._trust = max(MIN_TRUST, self._trust * 0.9)
         elif ttft_p95 < 0.8 * self.targets.ttft_p95_s:
-            self._trust = min(1.0, self._trust * 1.05)
+            self._trust = min(MAX_TRUST, self._trust * 1.05)

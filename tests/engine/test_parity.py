@@ -10,8 +10,8 @@ import torch
 from transformers import AutoModelForCausalLM
 
 from strata.config import EngineSettings
-from strata.engine.core import EngineCore
 from strata.engine.builder import build_core
+from strata.engine.core import EngineCore
 from strata.engine.model_config import ModelConfig
 from strata.engine.request import Request
 from strata.engine.sampling_params import SamplingParams

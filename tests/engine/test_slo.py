@@ -136,3 +136,15 @@ def test_batching_window_only_when_arrivals_are_frequent() -> None:
     for i in range(50):
         busy.admit(QueueState(0, 0, 10), now=i * 0.005)  # 200 arrivals a second
     assert busy.batch_window_s == 0.05  # min(50 ms, 10% of the TTFT SLO)
+
+
+def test_measured_ttft_well_inside_the_slo_lets_a_pessimistic_model_admit_more() -> None:
+    p = policy(ttft_s=0.4)
+    now = with_step_model(p)
+    state = QueueState(3, 0, queued_tokens=400)  # ~0.4 s of prefill + a step: over 0.4 s
+    assert p.admit(state, now) is not None
+    for _ in range(40):  # yet requests keep getting their first token in 100 ms
+        now += 0.3
+        p.observe_first_token(0.1, now)
+        p.observe_step(0.05, 40, 1, now)
+    assert p.admit(state, now) is None
