@@ -30,7 +30,7 @@ SHRINK, GROW = 0.75, 0.125
 MAX_WINDOW_SHARE = 0.1  # the batching window never exceeds this share of the TTFT SLO
 # How far measured TTFTs may scale what predictions are allowed: below 1 when requests miss the
 # SLO despite the model, above 1 when the model is pessimistic and p95 sits well inside it.
-MIN_TRUST, MAX_TRUST = 0.2, 3.0
+MIN_TRUST, MAX_TRUST = 0.2, 1.5
 
 
 @dataclass(frozen=True)
@@ -164,7 +164,7 @@ class SloBatchPolicy(BatchPolicy):
     def predicted_ttft(self, queue: QueueState, now: float) -> float | None:
         """Prefill of every queued prompt token ahead (and its own), plus the wait for a free
         slot when the batch is full; None before anything has been measured."""
-        prefill = self._prefill_s(queue.queued_tokens, now)
+        prefill = self._prefill_s(queue, now)
         step = self._steps.p95(now)
         if prefill is None or step is None:
             return None
@@ -173,14 +173,16 @@ class SloBatchPolicy(BatchPolicy):
         slot_wait = ahead / service_rate if ahead > 0 and service_rate else 0.0
         return prefill + slot_wait + step
 
-    def _prefill_s(self, tokens: int, now: float) -> float | None:
-        fit = self._model.fit()
-        if fit is not None:
-            return tokens * fit[1]
+    def _prefill_s(self, queue: QueueState, now: float) -> float | None:
+        """The larger of two estimates: queued tokens at the fitted per-token cost, and the
+        steps needed when running decodes take their share of every step's budget."""
         step_p95 = self._steps.p95(now)
         if step_p95 is None:
             return None
-        return -(-tokens // max(1, self._budget)) * step_p95  # steps needed x step time
+        per_step = max(1, self._budget - min(queue.num_running, self._cap))
+        by_steps = -(-queue.queued_tokens // per_step) * step_p95
+        fit = self._model.fit()
+        return max(by_steps, queue.queued_tokens * fit[1]) if fit else by_steps
 
     # -- what the engine reports -------------------------------------------------------------
 
@@ -238,7 +240,7 @@ class SloBatchPolicy(BatchPolicy):
         ttft_p95 = self._ttfts.p95(now)
         if ttft_p95 is None:
             return
-        if ttft_p95 > self.targets.ttft_p95_s:
-            self._trust = max(MIN_TRUST, self._trust * 0.9)
+        if ttft_p95 > self.targets.ttft_p95_s:  # back off faster than we lean in
+            self._trust = max(MIN_TRUST, self._trust * 0.8)
         elif ttft_p95 < 0.8 * self.targets.ttft_p95_s:
             self._trust = min(MAX_TRUST, self._trust * 1.05)
