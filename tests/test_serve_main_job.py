@@ -4,24 +4,17 @@ streamed chat completion through the official `openai` SDK with sensible text.""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
+from strata.bench.server_process import free_port, wait_healthy
+
 STRATA = Path(sys.executable).parent / "strata"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -29,7 +22,7 @@ def served(smollm2_folder: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     # A fresh data dir whose model cache already holds the converted bundled model.
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / smollm2_folder.name).symlink_to(smollm2_folder)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "STRATA_DATA_DIR": str(tmp_path)}
     env.pop("STRATA_CONFIG", None)
     proc = subprocess.Popen(
@@ -42,7 +35,11 @@ def served(smollm2_folder: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_healthy(url, proc)
+        try:
+            wait_healthy(url, proc, timeout_s=120)
+        except RuntimeError as exc:
+            output = proc.stdout.read() if proc.stdout and proc.poll() is not None else ""
+            pytest.fail(f"strata serve: {exc}\n{output}")
         token = (tmp_path / "engine.token").read_text().strip()
         yield url, token
     finally:
@@ -51,21 +48,6 @@ def served(smollm2_folder: Path, tmp_path: Path) -> Iterator[tuple[str, str]]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[str]) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            output = proc.stdout.read() if proc.stdout else ""
-            pytest.fail(f"strata serve exited with {proc.returncode}:\n{output}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail("strata serve did not become healthy within 120 s")
 
 
 @pytest.mark.slow

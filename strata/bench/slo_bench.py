@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,10 +30,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from strata.bench.loadgen import run_load
 from strata.bench.records import RequestRecord, percentile
+from strata.bench.server_process import free_port, wait_healthy
 from strata.bench.shapes import Budget, PoissonRate
 from strata.bench.slo import Slo
 from strata.bench.sweep import SweepPlan, run_sweep
@@ -53,7 +51,7 @@ def engine_server(settings: dict[str, str], data_dir: Path) -> Iterator[Any]:
     """A `strata engine serve` process with `settings` as STRATA_* variables; yields a Target."""
     from strata.bench.client import Target
 
-    port, token = _free_port(), secrets.token_urlsafe(16)
+    port, token = free_port(), secrets.token_urlsafe(16)
     env = {**os.environ, "STRATA_DATA_DIR": str(data_dir), "STRATA_ENGINE_SERVER__TOKEN": token}
     env.update(settings)
     strata = Path(sys.executable).parent / "strata"
@@ -61,31 +59,11 @@ def engine_server(settings: dict[str, str], data_dir: Path) -> Iterator[Any]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_healthy(url, proc)
+        wait_healthy(url, proc, timeout_s=180)
         yield Target(f"{url}/v1", token, timeout_s=120.0)
     finally:
         proc.terminate()
         proc.wait(timeout=60)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"strata engine serve exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    raise RuntimeError("strata engine serve did not become healthy in 180 s")
 
 
 def fixed(cap: int) -> dict[str, str]:
