@@ -14,16 +14,6 @@ UNICODE_TEXT = "Zürich → 東京 😀👨‍👩‍👧 naïve café, ελλη
 
 
 @pytest.fixture(scope="module")
-def smollm2(smollm2_folder: Path) -> Tokenizer:
-    return Tokenizer.from_folder(smollm2_folder)
-
-
-@pytest.fixture(scope="module")
-def tiny_sp(tiny_sp_tokenizer_folder: Path) -> Tokenizer:
-    return Tokenizer.from_folder(tiny_sp_tokenizer_folder)
-
-
-@pytest.fixture(scope="module")
 def tiny_metaspace(
     tiny_sp_tokenizer_folder: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Tokenizer:

@@ -27,16 +27,6 @@ TEXTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def smollm2(smollm2_folder: Path) -> Tokenizer:
-    return Tokenizer.from_folder(smollm2_folder)
-
-
-@pytest.fixture(scope="module")
-def tiny_sp(tiny_sp_tokenizer_folder: Path) -> Tokenizer:
-    return Tokenizer.from_folder(tiny_sp_tokenizer_folder)
-
-
 @pytest.mark.parametrize("folder_fixture", ["smollm2_folder", "tiny_sp_tokenizer_folder"])
 @pytest.mark.parametrize("add_special_tokens", [True, False])
 def test_encode_matches_transformers(
