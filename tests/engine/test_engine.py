@@ -109,13 +109,13 @@ async def test_full_queue_rejects_new_requests(tiny_llama_folder: Path, tmp_path
 async def test_batching_window_gathers_requests_into_one_prefill(
     tiny_llama_folder: Path, tmp_path: Path
 ) -> None:
-    eng = make_engine(tiny_llama_folder, tmp_path, batch_window_ms=300)
+    eng = make_engine(tiny_llama_folder, tmp_path, batch_window_ms=1000)
     await eng.start()
     try:
         tasks = []
         for i in range(4):
             tasks.append(asyncio.ensure_future(collect(eng, [3 + i, 4, 5], greedy(10))))
-            await asyncio.sleep(0.02)  # arrivals spread over 60 ms, inside the window
+            await asyncio.sleep(0.02)  # arrivals spread over 60 ms, well inside the 1 s window
         await asyncio.gather(*tasks)
         assert eng.stats().num_steps == 10  # one shared prefill, then 9 shared decodes
     finally:
