@@ -229,12 +229,7 @@ class Engine:
 
     def _end_open_streams(self) -> None:
         """On shutdown, finish every open stream with 'abort' so no client waits forever."""
-        streams = list(self._streams.values())
-        for stream in streams:
-            self.core.abort(stream.request.request_id)
-        updates = [(s.queue, _Update((), "abort")) for s in streams]
-        if updates and self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(_deliver, updates)
+        self._end_streams([s.request for s in list(self._streams.values())])
 
     def _gather_batch(self) -> None:
         """When idle, wait up to the batching window for more requests to arrive."""
@@ -261,19 +256,26 @@ class Engine:
             new = tuple(request.token_ids[request.num_prompt_tokens + stream.sent :])
             stream.sent += len(new)
             updates.append((stream.queue, _Update(new, request.finish_reason)))
-        if updates and self._loop is not None:
-            self._loop.call_soon_threadsafe(_deliver, updates)
+        self._send(updates)
 
     def _fail_running(self, exc: BaseException) -> None:
-        failed = list(self.core.scheduler.running)
-        for request in failed:
+        self._end_streams(list(self.core.scheduler.running), exc)
+
+    def _end_streams(self, requests: list[Request], error: BaseException | None = None) -> None:
+        """Abort `requests` and tell their streams (with `error`, if the engine failed)."""
+        for request in requests:
             self.core.abort(request.request_id)
-        updates = [
-            (stream.queue, _Update((), "abort", exc))
-            for r in failed
-            if (stream := self._streams.get(r.request_id)) is not None
-        ]
-        if updates and self._loop is not None:
+        self._send(
+            [
+                (stream.queue, _Update((), "abort", error))
+                for r in requests
+                if (stream := self._streams.get(r.request_id)) is not None
+            ]
+        )
+
+    def _send(self, updates: list[tuple[asyncio.Queue[_Update], _Update]]) -> None:
+        """Hand updates to the event loop in one callback (called from the engine thread)."""
+        if updates and self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(_deliver, updates)
 
 
