@@ -36,6 +36,11 @@ class BatchPolicy(Protocol):
         ...
 
     @property
+    def num_shed(self) -> int:
+        """Requests `admit` has turned away so far."""
+        ...
+
+    @property
     def slo_attainment(self) -> float | None:
         """Share of recent requests whose TTFT met the SLO; None without an SLO."""
         ...
@@ -65,6 +70,7 @@ class FixedBatchPolicy:
         self.token_budget = token_budget
         self.batch_window_s = batch_window_s
         self.slo_attainment: float | None = None
+        self.num_shed = 0
 
     def admit(self, queue: QueueState, now: float) -> float | None:
         return None

@@ -66,7 +66,6 @@ class EngineCore:
         self.last_batch_size = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
-        self.num_shed = 0  # requests the batch policy turned away
         self._requests: dict[str, Request] = {}
 
     @property
@@ -83,7 +82,6 @@ class EngineCore:
                 )
             retry_after = self.batch_policy.admit(self._queue_state(request), time.perf_counter())
             if retry_after is not None:
-                self.num_shed += 1
                 raise OverloadedError(
                     "The engine cannot serve this request within its latency SLO right now; "
                     "retry later.",
@@ -178,7 +176,7 @@ class EngineCore:
                 token_budget=self.batch_policy.token_budget,
                 batch_window_s=self.batch_policy.batch_window_s,
                 slo_attainment=self.batch_policy.slo_attainment,
-                num_shed=self.num_shed,
+                num_shed=self.batch_policy.num_shed,
             )
 
 
