@@ -20,6 +20,8 @@ class QueueState(NamedTuple):
 
 
 class BatchPolicy(Protocol):
+    num_shed: int  # requests `admit` has turned away so far
+
     @property
     def max_num_seqs(self) -> int:
         """The batch cap: most requests running at once."""
@@ -33,11 +35,6 @@ class BatchPolicy(Protocol):
     @property
     def batch_window_s(self) -> float:
         """How long an idle engine waits for more requests before its first step."""
-        ...
-
-    @property
-    def num_shed(self) -> int:
-        """Requests `admit` has turned away so far."""
         ...
 
     @property
