@@ -13,7 +13,14 @@ import json
 import time
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from strata.engine.generation_config import SamplingDefaults
 from strata.engine.outputs import Delta, FinishReason
@@ -79,6 +86,13 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+UNSET: tuple[object, ...] = (None, False, 0, "", [], {})  # absent, or present but empty
+UNSUPPORTED_FIELDS = (
+    "n", "presence_penalty", "frequency_penalty", "logit_bias", "logprobs", "top_logprobs",
+    "tools", "echo", "best_of", "suffix",
+)  # fmt: skip
+
+
 class _GenerationRequest(_Request):
     """Fields shared by both endpoints; `None` means the OpenAI default."""
 
@@ -103,31 +117,26 @@ class _GenerationRequest(_Request):
     frequency_penalty: float | None = None
     logit_bias: dict[str, float] | None = None
 
+    # Fields accepted only at a neutral value: field -> (neutral values, why not otherwise).
+    UNSUPPORTED: ClassVar[dict[str, tuple[tuple[object, ...], str]]] = {
+        "n": ((None, 1), "only n=1 is supported; send several requests instead"),
+        "presence_penalty": ((None, 0), "penalties are not supported; only 0 is accepted"),
+        "frequency_penalty": ((None, 0), "penalties are not supported; only 0 is accepted"),
+        "logit_bias": (UNSET, "logit_bias is not supported"),
+    }
+
+    @field_validator(*UNSUPPORTED_FIELDS, check_fields=False)
+    @classmethod
+    def _neutral_only(cls, value: object, info: ValidationInfo) -> object:
+        neutral, why = cls.UNSUPPORTED[str(info.field_name)]
+        if value not in neutral:
+            raise ValueError(why)
+        return value
+
     @field_validator("stop", mode="before")
     @classmethod
     def _stop_as_list(cls, value: object) -> object:
         return [value] if isinstance(value, str) else value
-
-    @field_validator("n")
-    @classmethod
-    def _single_choice(cls, value: int | None) -> int | None:
-        if value not in (None, 1):
-            raise ValueError("only n=1 is supported; send several requests instead")
-        return value
-
-    @field_validator("presence_penalty", "frequency_penalty")
-    @classmethod
-    def _zero_penalty(cls, value: float | None) -> float | None:
-        if value not in (None, 0.0):
-            raise ValueError("penalties are not supported; only 0 is accepted")
-        return value
-
-    @field_validator("logit_bias")
-    @classmethod
-    def _no_logit_bias(cls, value: dict[str, float] | None) -> dict[str, float] | None:
-        if value:
-            raise ValueError("logit_bias is not supported")
-        return value
 
     @property
     def include_usage(self) -> bool:
@@ -173,26 +182,12 @@ class ChatCompletionRequest(_GenerationRequest):
     tools: list[Any] | None = None
     response_format: dict[str, Any] | None = None
 
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("logprobs are not supported by this server")
-        return value
-
-    @field_validator("top_logprobs")
-    @classmethod
-    def _no_top_logprobs(cls, value: int | None) -> int | None:
-        if value:
-            raise ValueError("top_logprobs is not supported by this server")
-        return value
-
-    @field_validator("tools")
-    @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise ValueError("tool calling is not supported by this server")
-        return value
+    UNSUPPORTED: ClassVar[dict[str, tuple[tuple[object, ...], str]]] = {
+        **_GenerationRequest.UNSUPPORTED,
+        "logprobs": (UNSET, "logprobs are not supported by this server"),
+        "top_logprobs": (UNSET, "top_logprobs is not supported by this server"),
+        "tools": (UNSET, "tool calling is not supported by this server"),
+    }
 
     @field_validator("response_format")
     @classmethod
@@ -215,40 +210,20 @@ class CompletionRequest(_GenerationRequest):
     best_of: int | None = None
     suffix: str | None = None
 
+    UNSUPPORTED: ClassVar[dict[str, tuple[tuple[object, ...], str]]] = {
+        **_GenerationRequest.UNSUPPORTED,
+        "logprobs": ((None,), "logprobs are not supported by this server"),
+        "echo": (UNSET, "echo is not supported by this server"),
+        "best_of": ((None, 1), "only best_of=1 is supported"),
+        "suffix": (UNSET, "suffix is not supported by this server"),
+    }
+
     default_max_tokens: ClassVar[int | None] = COMPLETIONS_DEFAULT_MAX_TOKENS
 
     @field_validator("prompt", mode="before")
     @classmethod
     def _one_prompt(cls, value: object) -> object:
         return check_prompt(value)
-
-    @field_validator("logprobs")
-    @classmethod
-    def _no_logprobs(cls, value: int | None) -> int | None:
-        if value is not None:
-            raise ValueError("logprobs are not supported by this server")
-        return value
-
-    @field_validator("echo")
-    @classmethod
-    def _no_echo(cls, value: bool | None) -> bool | None:
-        if value:
-            raise ValueError("echo is not supported by this server")
-        return value
-
-    @field_validator("best_of")
-    @classmethod
-    def _no_best_of(cls, value: int | None) -> int | None:
-        if value not in (None, 1):
-            raise ValueError("only best_of=1 is supported")
-        return value
-
-    @field_validator("suffix")
-    @classmethod
-    def _no_suffix(cls, value: str | None) -> str | None:
-        if value:
-            raise ValueError("suffix is not supported by this server")
-        return value
 
 
 def check_prompt(value: object) -> str | list[int]:
