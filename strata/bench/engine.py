@@ -33,6 +33,7 @@ from typing import Any
 import torch
 
 from strata.bench.records import BenchRequest, RequestRecord, percentile
+from strata.bench.summary import summarize as load_summary
 from strata.bench.sweep import RateSearch, SweepPlan
 from strata.bench.words import WORDS
 
@@ -157,20 +158,19 @@ def run_child(
 
 
 def summarize(records: list[RequestRecord]) -> dict[str, float]:
+    """The equal-load row: the load generator's `Summary`, in seconds, over the wall time."""
     first = min(r.sent for r in records)
     last = max(r.finished or r.sent for r in records)
-    tokens = sum(r.output_tokens for r in records)
-    ttft = [r.ttft or 0.0 for r in records]
-    e2e = [r.e2e or 0.0 for r in records]
+    s = load_summary(records, last - first, slo=None)
     return {
-        "requests": len(records),
-        "output_tokens": tokens,
-        "wall_s": round(last - first, 2),
-        "tok_s": round(tokens / (last - first), 1),
-        "ttft_p50_s": round(percentile(ttft, 50), 2),
-        "ttft_p95_s": round(percentile(ttft, 95), 2),
-        "e2e_p50_s": round(percentile(e2e, 50), 2),
-        "e2e_p95_s": round(percentile(e2e, 95), 2),
+        "requests": s.requests,
+        "output_tokens": s.output_tokens,
+        "wall_s": round(s.duration_s, 2),
+        "tok_s": round(s.output_throughput, 1),
+        "ttft_p50_s": round(s.ttft_ms.p50 / 1000, 2),
+        "ttft_p95_s": round(s.ttft_ms.p95 / 1000, 2),
+        "e2e_p50_s": round(s.e2e_ms.p50 / 1000, 2),
+        "e2e_p95_s": round(s.e2e_ms.p95 / 1000, 2),
     }
 
 
