@@ -21,10 +21,15 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from strata.bench.records import percentile
+from strata.bench.records import BenchRequest, RequestRecord, percentile
+
+if TYPE_CHECKING:
+    from strata.bench.peers import GenerateOneAtATime
+    from strata.bench.strata_peer import StrataPeer
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -75,81 +80,46 @@ def prompts(tokenizer: object, n: int) -> list[list[int]]:
 # -- strata ----------------------------------------------------------------------------------
 
 
-async def strata_run(engine: object, batch: list[list[int]], conc: int, max_tokens: int) -> Run:
-    from strata.engine.sampling_params import SamplingParams
-
-    params = SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True)
-    ttfts: list[float] = []
-    e2es: list[float] = []
-    queue = list(batch)
+async def strata_run(peer: StrataPeer, batch: list[list[int]], conc: int, max_tokens: int) -> Run:
+    """`conc` clients, each sending its next request when its previous one finished."""
+    queue = [BenchRequest(prompt, max_tokens) for prompt in batch]
+    records: list[RequestRecord] = []
 
     async def client() -> None:
         while queue:
-            prompt = queue.pop()
-            sent = time.perf_counter()
-            first = None
-            async for _ in engine.generate(prompt, params):  # type: ignore[attr-defined]
-                first = first or time.perf_counter()
-            assert first is not None
-            ttfts.append(first - sent)
-            e2es.append(time.perf_counter() - sent)
+            records.append(await peer.serve(queue.pop(), time.perf_counter()))
 
     start = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(conc)))
-    wall = time.perf_counter() - start
-    return summarize("strata", conc, ttfts, e2es, len(batch) * max_tokens, wall)
+    return _run("strata", conc, records, time.perf_counter() - start)
 
 
 # -- Hugging Face generate, one request at a time ---------------------------------------------
 
 
-def hf_generate_one(
-    model: torch.nn.Module, prompt: list[int], max_tokens: int
-) -> tuple[float, float]:
-    """Return (seconds to first token, seconds to last token) for one `generate` call."""
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    marks: list[float] = []
-
-    class FirstToken(StoppingCriteria):
-        def __call__(
-            self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: object
-        ) -> torch.Tensor:
-            if not marks:
-                marks.append(time.perf_counter())
-            return torch.zeros(input_ids.shape[0], dtype=torch.bool)
-
-    start = time.perf_counter()
-    with torch.no_grad():
-        model.generate(  # type: ignore[operator]
-            torch.tensor([prompt]),
-            max_new_tokens=max_tokens,
-            min_new_tokens=max_tokens,
-            do_sample=False,
-            stopping_criteria=StoppingCriteriaList([FirstToken()]),
-            pad_token_id=0,
-        )
-    return marks[0] - start, time.perf_counter() - start
-
-
-def hf_run(model: torch.nn.Module, batch: list[list[int]], conc: int, max_tokens: int) -> Run:
+def hf_run(peer: GenerateOneAtATime, batch: list[list[int]], conc: int, max_tokens: int) -> Run:
     """Serve `batch` one request at a time; client k sends its next request when its last
-    one finishes, so a request's wait is the time it spent queued behind others."""
+    one finishes, so a request's wait is the time it spent queued behind others. Service
+    times come from one back-to-back `generate` replay; the clients are simulated on them."""
+    served = peer.run([BenchRequest(prompt, max_tokens) for prompt in batch])
+    begins = [served[0].sent] + [r.finished or r.sent for r in served[:-1]]
     free_at = [0.0] * conc  # when each client sends its next request (relative seconds)
     clock = 0.0
-    ttfts, e2es = [], []
-    for i, prompt in enumerate(batch):
-        client = i % conc
-        sent = free_at[client]
+    records = []
+    for i, (record, begun) in enumerate(zip(served, begins, strict=True)):
+        sent = free_at[i % conc]
         begin = max(clock, sent)
-        first, total = hf_generate_one(model, prompt, max_tokens)
-        clock = begin + total
-        ttfts.append(begin + first - sent)
-        e2es.append(clock - sent)
-        free_at[client] = clock
-    return summarize(
-        "transformers generate (one at a time)", conc, ttfts, e2es, len(batch) * max_tokens, clock
-    )
+        clock = begin + (record.finished or begun) - begun
+        first = begin + (record.first_token or begun) - begun
+        records.append(RequestRecord(sent, first, clock, output_tokens=record.output_tokens))
+        free_at[i % conc] = clock
+    return _run("transformers generate (one at a time)", conc, records, clock)
+
+
+def _run(system: str, conc: int, records: list[RequestRecord], wall: float) -> Run:
+    ttfts = [r.ttft or 0.0 for r in records]
+    e2es = [r.e2e or 0.0 for r in records]
+    return summarize(system, conc, ttfts, e2es, sum(r.output_tokens for r in records), wall)
 
 
 # -- main -------------------------------------------------------------------------------------
@@ -210,33 +180,34 @@ MODEL_CACHE = Path(".strata/models")
 
 
 async def measure_strata(args: argparse.Namespace) -> list[Run]:
-    from strata.config import EngineSettings
-    from strata.engine.engine import Engine
-
-    engine = Engine.from_settings(EngineSettings(dtype="float32", max_num_seqs=64), MODEL_CACHE)
-    await engine.start()
-    try:
-        runs = []
-        for conc in args.concurrency:
-            batch = prompts(engine.tokenizer, max(4, conc * args.requests_per_client))
-            runs.append(await strata_run(engine, batch, conc, args.max_tokens))
-        return runs
-    finally:
-        await engine.stop()
-
-
-async def measure_hf(args: argparse.Namespace) -> list[Run]:
-    from transformers import AutoModelForCausalLM
-
+    from strata.bench.strata_peer import StrataPeer
     from strata.engine.tokenizer import Tokenizer
 
     folder = _folder()
     tokenizer = Tokenizer.from_folder(folder)
-    hf = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
+    peer = StrataPeer(folder, "float32")
+    await peer.engine.start()
+    try:
+        runs = []
+        for conc in args.concurrency:
+            batch = prompts(tokenizer, max(4, conc * args.requests_per_client))
+            runs.append(await strata_run(peer, batch, conc, args.max_tokens))
+        return runs
+    finally:
+        await peer.engine.stop()
+
+
+async def measure_hf(args: argparse.Namespace) -> list[Run]:
+    from strata.bench.peers import GenerateOneAtATime
+    from strata.engine.tokenizer import Tokenizer
+
+    folder = _folder()
+    tokenizer = Tokenizer.from_folder(folder)
+    peer = GenerateOneAtATime(folder, "float32")
     runs = []
     for conc in args.concurrency:
         batch = prompts(tokenizer, max(4, conc * args.requests_per_client))
-        runs.append(hf_run(hf, batch, conc, args.max_tokens))
+        runs.append(hf_run(peer, batch, conc, args.max_tokens))
     return runs
 
 

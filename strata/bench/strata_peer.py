@@ -43,6 +43,10 @@ class StrataPeer:
     async def _one(self, request: BenchRequest, start: float) -> RequestRecord:
         sent = start + request.arrival_s
         await asyncio.sleep(max(0.0, sent - time.perf_counter()))
+        return await self.serve(request, sent)
+
+    async def serve(self, request: BenchRequest, sent: float) -> RequestRecord:
+        """Generate `request` greedily now (the engine must be started); time it from `sent`."""
         record = RequestRecord(sent=sent, prompt_tokens=len(request.prompt_token_ids))
         params = SamplingParams(max_tokens=request.output_len, temperature=0.0, ignore_eos=True)
         async for delta in self.engine.generate(request.prompt_token_ids, params):
