@@ -31,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 from strata.bench.loadgen import run_load
-from strata.bench.records import RequestRecord, percentile
+from strata.bench.records import RequestRecord
 from strata.bench.server_process import free_port, wait_healthy
 from strata.bench.shapes import Budget, PoissonRate
 from strata.bench.slo import Slo
+from strata.bench.summary import summarize
 from strata.bench.sweep import SweepPlan, run_sweep
 from strata.bench.workload import LogNormal, Uniform, Workload
 
@@ -78,18 +79,17 @@ def steered(slo_ms: float) -> dict[str, str]:
 
 
 def outcome(records: list[RequestRecord], duration_s: float, slo_ms: float) -> dict[str, Any]:
-    ok = [r for r in records if r.ok]
-    shed = sum(1 for r in records if r.error == "503")
-    ttfts = [r.ttft for r in ok if r.ttft is not None]
-    good = sum(1 for t in ttfts if t * 1000 <= slo_ms)
+    """One configuration's row, from the load generator's `Summary`; 503s (shed) apart."""
+    s = summarize(records, duration_s, Slo(ttft_ms=slo_ms))
+    shed = s.errors.get("503", 0)
     return {
-        "sent": len(records),
-        "admitted_ok": len(ok),
+        "sent": s.requests,
+        "admitted_ok": s.succeeded,
         "shed_503": shed,
-        "other_errors": len(records) - len(ok) - shed,
-        "ttft_p50_ms": round(percentile(ttfts, 50) * 1000, 1) if ttfts else None,
-        "ttft_p95_ms": round(percentile(ttfts, 95) * 1000, 1) if ttfts else None,
-        "goodput_rps": round(good / duration_s, 3),
+        "other_errors": s.failed - shed,
+        "ttft_p50_ms": None if s.ttft_ms.count == 0 else round(s.ttft_ms.p50, 1),
+        "ttft_p95_ms": None if s.ttft_ms.count == 0 else round(s.ttft_ms.p95, 1),
+        "goodput_rps": round(s.goodput or 0.0, 3),
         "duration_s": round(duration_s, 1),
     }
 
