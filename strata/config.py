@@ -98,6 +98,135 @@ class ServerSettings(_Section):
     port: int = Field(8400, ge=1, le=65535)
 
 
+class StoreSettings(_Section):
+    """strata's own PostgreSQL (`strata.store`): keys, tenants, audit log, usage ledger."""
+
+    dsn: SecretStr | None = Field(
+        None,
+        description="PostgreSQL DSN (pgvector needed for retrieval); empty: the embedded "
+        "PostgreSQL 18 started in <data_dir>/postgres.",
+    )
+    pool_size: int = Field(4, ge=1, le=256, description="Connections the gateway keeps open.")
+
+
+class ModelPrice(_Section):
+    """What one model's tokens cost, in US dollars per million tokens."""
+
+    input_per_mtok: float = Field(0.0, ge=0, description="USD per 1M prompt tokens.")
+    output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
+
+
+class PricingSettings(_Section):
+    """The one price table: gateway budgets, cost metrics and the capacity planner use it."""
+
+    models: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="Price per served model name (aliases resolve first)."
+    )
+    default: ModelPrice = Field(
+        default_factory=ModelPrice, description="Price for a model not listed in pricing.models."
+    )
+
+
+class LimitSettings(_Section):
+    """How the gateway's limits and quotas are kept (`strata.gateway.limits`)."""
+
+    on_redis_error: Literal["closed", "open"] = Field(
+        "closed",
+        description="When Redis cannot be reached: 'closed' refuses requests with 503, 'open' "
+        "admits them without counting (logged).",
+    )
+    default_max_tokens: int = Field(
+        1024,
+        ge=1,
+        description="Tokens reserved for the completion when a request sets no max_tokens; "
+        "the upstream request is clamped to it.",
+    )
+    concurrency_lease_s: float = Field(
+        900.0,
+        gt=0,
+        description="A concurrency slot held longer than this (a dead gateway's) is freed.",
+    )
+
+
+UpstreamKind = Literal["engine", "openai"]
+Tier = Literal["reserved", "on-demand", "spot"]
+
+
+class UpstreamSettings(_Section):
+    """One model endpoint the gateway may route to."""
+
+    name: str = Field(min_length=1, max_length=64, description="Unique name (logs, ledger).")
+    kind: UpstreamKind = Field(
+        "openai",
+        description="'engine': the built-in engine in this process; 'openai': any "
+        "OpenAI-compatible server by URL (strata engine server, vLLM, another gateway).",
+    )
+    url: str | None = Field(None, description="Base URL up to /v1, e.g. http://10.0.0.5:8401/v1.")
+    api_key_env: str | None = Field(
+        None, description="Environment variable holding the upstream's credential."
+    )
+    api_key_file: Path | None = Field(None, description="File holding the upstream's credential.")
+    models: list[str] = Field(
+        default_factory=list,
+        description="Model names this upstream serves; empty for kind 'engine' means its "
+        "served model.",
+    )
+    tier: Tier = "on-demand"
+    dpa: bool = Field(
+        False, description="A data-processing agreement forbids training on inputs sent here."
+    )
+    timeout_s: float = Field(600.0, gt=0, description="Total time one call may take.")
+    connect_timeout_s: float = Field(5.0, gt=0)
+    max_connections: int = Field(256, ge=1, description="Open connections kept to this upstream.")
+    supports: list[str] = Field(
+        default_factory=list,
+        description="Optional OpenAI fields this upstream honours (tools, logprobs, n, "
+        "response_format); requests using others are refused with a 400 naming the field.",
+    )
+
+
+class RoutingSettings(_Section):
+    """How model names map to upstreams and how failures are handled (`strata.gateway.routing`)."""
+
+    aliases: dict[str, str] = Field(
+        default_factory=dict, description="Public model name -> served model name."
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Retries (other upstreams first) before the first byte reaches the client.",
+    )
+    backoff_ms: float = Field(50.0, ge=0, description="First retry delay; doubles each retry.")
+    health_interval_s: float = Field(5.0, gt=0, description="Health-check period per upstream.")
+    breaker_failures: int = Field(
+        5, ge=1, description="Consecutive failures that open an upstream's circuit breaker."
+    )
+    breaker_reset_s: float = Field(
+        10.0, gt=0, description="How long an open breaker waits before one trial request."
+    )
+
+
+class GatewaySettings(_Section):
+    """The public front door (`strata serve`): request checks, timeouts, TLS."""
+
+    request_timeout_s: float = Field(600.0, gt=0, description="Total time any request may take.")
+    max_body_bytes: ByteSize = Field(ByteSize(4 * 1024**2), description="Larger bodies get 413.")
+    max_messages: int = Field(1024, ge=1, description="Most chat messages in one request.")
+    key_cache_s: float = Field(
+        2.0,
+        ge=0,
+        description="How long a verified key is trusted before re-reading the store "
+        "(bounds how late a revocation from another replica takes effect).",
+    )
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    ledger_flush_ms: float = Field(200.0, gt=0, description="Usage ledger batch interval.")
+    engine: bool = Field(
+        True, description="Run the built-in engine in-process as upstream 'engine'."
+    )
+
+
 class Settings(BaseSettings):
     """The root of the settings tree."""
 
@@ -114,6 +243,18 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     slo: SloSettings = Field(default_factory=SloSettings)
     engine_server: EngineServerSettings = Field(default_factory=EngineServerSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    pricing: PricingSettings = Field(default_factory=PricingSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    upstreams: list[UpstreamSettings] = Field(
+        default_factory=list,
+        description="Model endpoints besides the built-in engine (see gateway.engine).",
+    )
+    redis_url: SecretStr | None = Field(
+        None, description="STRATA_REDIS_URL: share limits among gateway replicas through Redis."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -133,6 +274,10 @@ class Settings(BaseSettings):
     @property
     def engine_token_file(self) -> Path:
         return self.data_dir / "engine.token"
+
+    @property
+    def postgres_dir(self) -> Path:
+        return self.data_dir / "postgres"
 
 
 class _YamlSource(PydanticBaseSettingsSource):
