@@ -178,10 +178,12 @@ class UpstreamSettings(_Section):
     timeout_s: float = Field(600.0, gt=0, description="Total time one call may take.")
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(256, ge=1, description="Open connections kept to this upstream.")
-    supports: list[str] = Field(
-        default_factory=list,
+    supports: list[str] | None = Field(
+        None,
         description="Optional OpenAI fields this upstream honours (tools, logprobs, n, "
-        "response_format); requests using others are refused with a 400 naming the field.",
+        "response_format, ...); a request using another goes to an upstream that honours it "
+        "or is refused with a 400 naming the field. Empty: forward everything and let the "
+        "upstream answer.",
     )
 
 

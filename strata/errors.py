@@ -8,6 +8,7 @@ any `StrataError` into `{"error": {"message", "type", "code", "param"}}` in one 
     ├── ConfigError             bad config file / env value / CLI option (not HTTP)
     ├── ModelLoadError          a model path, file or architecture that cannot be served
     ├── BenchTargetError        `strata bench`: the endpoint under test cannot be used (not HTTP)
+    ├── UpstreamError           502: an upstream failed (after retries and failover)
     └── RequestError            anything an HTTP caller sent or caused
         ├── InvalidRequestError     400
         ├── AuthenticationError     401
@@ -103,3 +104,11 @@ class EngineError(StrataError):
 
     status_code = 500
     error_type = "server_error"
+
+
+class UpstreamError(StrataError):
+    """An upstream model endpoint failed and no other could take the request (502). The message
+    names the upstream; it reaches the caller, so it holds no credentials or internal detail."""
+
+    status_code = 502
+    error_type = "upstream_error"

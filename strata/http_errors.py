@@ -29,6 +29,7 @@ from strata.errors import (
     RateLimitError,
     RequestError,
     StrataError,
+    UpstreamError,
 )
 
 logger = logging.getLogger(__name__)
@@ -75,19 +76,24 @@ def internal_error_response() -> JSONResponse:
     return error_response(500, INTERNAL_ERROR_MESSAGE, "server_error", code="internal_error")
 
 
+def _is_public(exc: StrataError) -> bool:
+    """Caller errors and upstream failures explain themselves; anything else stays inside."""
+    return isinstance(exc, RequestError | UpstreamError)
+
+
 def strata_error_body(exc: StrataError) -> dict[str, Any]:
     """The body for `exc`; errors that are not a caller's doing keep their message inside."""
-    if not isinstance(exc, RequestError):
+    if not _is_public(exc):
         return error_body(INTERNAL_ERROR_MESSAGE, "server_error", code="internal_error")
     return error_body(exc.message, exc.error_type, code=exc.code, param=exc.param)
 
 
 def strata_error_response(exc: StrataError) -> JSONResponse:
-    if not isinstance(exc, RequestError):
+    if not _is_public(exc):
         logger.error("internal strata error: %s", exc.message, exc_info=exc)
         return JSONResponse(strata_error_body(exc), status_code=500)
     headers = None
-    if exc.retry_after_s is not None:
+    if isinstance(exc, RequestError) and exc.retry_after_s is not None:
         headers = {"Retry-After": str(max(0, math.ceil(exc.retry_after_s)))}
     return JSONResponse(strata_error_body(exc), status_code=exc.status_code, headers=headers)
 

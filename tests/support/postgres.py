@@ -1,0 +1,1 @@
+"""Embedded PostgreSQL fixtures (filled in by the store work)."""

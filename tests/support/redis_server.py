@@ -1,0 +1,1 @@
+"""redis-server fixtures (filled in by the limits work)."""
