@@ -9,7 +9,6 @@ This module knows HTTP, tokens-in/tokens-out and metrics; it knows nothing of te
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import logging
 import os
@@ -43,6 +42,8 @@ from strata.errors import (
     NotFoundError,
     StrataError,
 )
+from strata.http_auth import bearer_credential
+from strata.http_disconnect import unless_disconnected
 from strata.http_errors import (
     INTERNAL_ERROR_MESSAGE,
     error_body,
@@ -88,8 +89,8 @@ def bearer_auth(token: str) -> Callable[[Request], None]:
     expected = token.encode()
 
     def check(request: Request) -> None:
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        given = bearer_credential(request.headers.get("authorization")) or ""
+        if not hmac.compare_digest(given.encode(), expected):
             raise AuthenticationError(
                 "Missing or invalid bearer token: send 'Authorization: Bearer <engine token>'.",
                 code="invalid_api_key",
@@ -213,7 +214,7 @@ class _OpenAIRoutes:
         )
         if body.stream:
             return await _stream(call, deltas, body.include_usage)
-        collected = await _unless_disconnected(call.request, _collect(call, deltas))
+        collected = await unless_disconnected(call.request, _collect(call, deltas))
         if collected is None:
             return Response(status_code=CLIENT_CLOSED_REQUEST)
         return JSONResponse(call.fmt.response(collected).model_dump(mode="json"))
@@ -244,7 +245,7 @@ def text_prompt_ids(tokenizer: Tokenizer, prompt: str | list[int]) -> list[int]:
 async def _stream(call: _Call, deltas: AsyncIterator[Delta], include_usage: bool) -> Response:
     # Wait for the first delta before answering, so a rejected request (400, 503) gets
     # a real HTTP status instead of an error event inside a 200 stream.
-    first = await _unless_disconnected(call.request, _first(call, deltas))
+    first = await unless_disconnected(call.request, _first(call, deltas))
     if first is None:
         await _close(deltas)
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -308,28 +309,6 @@ async def _chunks(
             yield chunk
     if include_usage:
         yield fmt.usage(last)
-
-
-async def _unless_disconnected(request: Request, work: Awaitable[_T]) -> _T | None:
-    """Await `work`, cancelling it (which aborts its request) if the client disconnects."""
-    task = asyncio.ensure_future(work)
-    watcher = asyncio.ensure_future(_disconnected(request))
-    try:
-        done, _ = await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        watcher.cancel()
-        if not task.done():
-            task.cancel()
-    if task in done:
-        return task.result()
-    await asyncio.gather(task, return_exceptions=True)  # let the cancellation abort it
-    return None
-
-
-async def _disconnected(request: Request) -> None:
-    """Returns once the client has gone (the body has already been read by then)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 async def _close(deltas: AsyncIterator[Delta]) -> None:
