@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -186,6 +194,20 @@ class UpstreamSettings(_Section):
         "upstream answer.",
     )
 
+    @model_validator(mode="after")
+    def _where_and_how(self) -> UpstreamSettings:
+        if self.kind == "openai" and not self.url:
+            raise ValueError(
+                f"upstream '{self.name}' (kind openai) needs a url, e.g. http://127.0.0.1:8401/v1"
+            )
+        if self.kind == "engine" and self.url:
+            raise ValueError(f"upstream '{self.name}' is the built-in engine; remove its url")
+        if self.url and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"upstream '{self.name}': url must start with http:// or https://")
+        if self.api_key_env and self.api_key_file:
+            raise ValueError(f"upstream '{self.name}': set api_key_env or api_key_file, not both")
+        return self
+
 
 class RoutingSettings(_Section):
     """How model names map to upstreams and how failures are handled (`strata.gateway.routing`)."""
@@ -228,6 +250,15 @@ class GatewaySettings(_Section):
         True, description="Run the built-in engine in-process as upstream 'engine'."
     )
 
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewaySettings:
+        if (self.tls_certfile is None) != (self.tls_keyfile is None):
+            raise ValueError("set both gateway.tls_certfile and gateway.tls_keyfile, or neither")
+        for path in (self.tls_certfile, self.tls_keyfile):
+            if path is not None and not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return self
+
 
 class Settings(BaseSettings):
     """The root of the settings tree."""
@@ -268,6 +299,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return init_settings, env_settings, _YamlSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _upstreams_consistent(self) -> Settings:
+        names = [u.name for u in self.upstreams]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"upstreams: names must be unique; repeated: {duplicates}")
+        engines = [u.name for u in self.upstreams if u.kind == "engine"]
+        if len(engines) > 1:
+            raise ValueError(f"upstreams: only one kind 'engine' upstream may exist: {engines}")
+        if engines and not self.gateway.engine:
+            raise ValueError("upstreams: a kind 'engine' upstream needs gateway.engine: true")
+        if not self.gateway.engine and not self.upstreams:
+            raise ValueError(
+                "gateway.engine is false and no upstreams are configured: nothing "
+                "could answer; add an upstream or enable the built-in engine"
+            )
+        return self
 
     @property
     def model_cache_dir(self) -> Path:
@@ -328,8 +377,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
 def describe_validation_error(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "<root>"
+        key = ".".join(str(p) for p in err["loc"])
         hint = "remove it (unknown key)" if err["type"] == "extra_forbidden" else err["msg"]
+        if not key:  # a rule across sections: the message names the keys
+            lines.append(f"  {hint}")
+            continue
         env = "STRATA_" + "__".join(str(p) for p in err["loc"]).upper()
-        lines.append(f"  {key}: {hint} (got {err.get('input')!r}; env {env})")
+        lines.append(f"  {key}: {hint} (got {_shown(key, err.get('input'))}; env {env})")
     return "Invalid strata settings:\n" + "\n".join(lines)
+
+
+_SECRET_WORDS = ("token", "dsn", "secret", "password", "key", "url")
+
+
+def _shown(key: str, value: object) -> str:
+    """The bad value as the message shows it; values of credential-like keys stay hidden."""
+    if isinstance(value, dict) or any(word in key.lower() for word in _SECRET_WORDS):
+        return "<hidden>"
+    return repr(value)

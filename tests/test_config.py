@@ -104,3 +104,38 @@ def test_secrets_are_masked_when_dumped(monkeypatch: pytest.MonkeyPatch) -> None
 
 def test_settings_is_the_root_type() -> None:
     assert isinstance(load_settings(), Settings)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"upstreams": [{"name": "a"}]}, "needs a url"),
+        ({"upstreams": [{"name": "a", "url": "ftp://x"}]}, "http:// or https://"),
+        (
+            {"upstreams": [{"name": "a", "url": "http://x/v1"}, {"name": "a", "url": "http://y"}]},
+            "names must be unique",
+        ),
+        ({"upstreams": [{"name": "e", "kind": "engine", "url": "http://x"}]}, "remove its url"),
+        ({"gateway": {"engine": False}}, "nothing could answer"),
+        ({"gateway": {"tls_certfile": "/etc/hostname"}}, "tls_keyfile"),
+        (
+            {
+                "upstreams": [
+                    {"name": "a", "url": "http://x", "api_key_env": "A", "api_key_file": "f"}
+                ]
+            },
+            "not both",
+        ),
+    ],
+)
+def test_gateway_settings_that_cannot_work_are_refused(
+    overrides: dict[str, object], expected: str
+) -> None:
+    with pytest.raises(ConfigError, match=expected):
+        load_settings(**overrides)
+
+
+def test_credential_values_never_appear_in_config_errors() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(redis_url=["redis://:hunter2@host"])
+    assert "hunter2" not in caught.value.message and "redis_url" in caught.value.message
