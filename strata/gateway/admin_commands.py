@@ -1,0 +1,373 @@
+"""`strata keys`, `strata tenants`, `strata usage`: admin commands over strata's store.
+
+Each command opens the store the way `strata serve` does (the embedded PostgreSQL in
+<data_dir>/postgres, attached to when `strata serve` already runs it, or `store.dsn`), applies
+migrations, does one thing and exits. Bad input prints one line and exits 2; anything else
+that fails (unknown key id, unreachable database) prints one line and exits 1. A new key is
+printed exactly once; the store keeps only its hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import psycopg
+import typer
+
+from strata.config import Settings, load_settings
+from strata.errors import ConfigError, InvalidRequestError, StrataError
+from strata.gateway.identity import IssuedKey, KeyInfo, KeyStore, TenantInfo
+from strata.gateway.ledger import ReportBy, UsageRow, usage_report
+from strata.gateway.principal import Limits, Role
+from strata.store.database import Database
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+ACTOR = "cli"
+T = TypeVar("T")
+
+keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
+tenants_app = typer.Typer(help="Tenants: data-processing rules and limits.", no_args_is_help=True)
+usage_app = typer.Typer(help="Who used what, from the usage ledger.", no_args_is_help=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        "-c",
+        help="YAML settings file. Default: $STRATA_CONFIG, else ./strata.yaml when present.",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+RpmOption = Annotated[int | None, typer.Option(min=0, help="Requests per minute.")]
+TpmOption = Annotated[int | None, typer.Option(min=0, help="Tokens (prompt+completion) per min.")]
+ConcurrentOption = Annotated[int | None, typer.Option(min=0, help="Requests in flight at once.")]
+DailyTokensOption = Annotated[int | None, typer.Option(min=0, help="Tokens per UTC day.")]
+MonthlyTokensOption = Annotated[int | None, typer.Option(min=0, help="Tokens per UTC month.")]
+DailyCostOption = Annotated[float | None, typer.Option(min=0, help="US dollars per UTC day.")]
+MonthlyCostOption = Annotated[float | None, typer.Option(min=0, help="US dollars per UTC month.")]
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key belongs to (created if new).")],
+    user: Annotated[str, typer.Option(help="User within the tenant (created if new).")],
+    role: Annotated[Role, typer.Option(help="'admin' keys may manage keys and tenants.")] = "user",
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    concurrent: ConcurrentOption = None,
+    daily_tokens: DailyTokensOption = None,
+    monthly_tokens: MonthlyTokensOption = None,
+    daily_cost: DailyCostOption = None,
+    monthly_cost: MonthlyCostOption = None,
+    models: Annotated[str | None, typer.Option(help="Comma-separated; default: all.")] = None,
+    collections: Annotated[str | None, typer.Option(help="Comma-separated; default: all.")] = None,
+    expires_in_days: Annotated[int | None, typer.Option(min=1, help="Default: never.")] = None,
+    name: Annotated[str | None, typer.Option(help="A label for listings.")] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Issue an API key (limits unset: no limit of that kind). The key is shown only now."""
+    limits = Limits(rpm, tpm, concurrent, daily_tokens, monthly_tokens, daily_cost, monthly_cost)
+    expires_at = None
+    if expires_in_days is not None:
+        expires_at = datetime.now(UTC) + timedelta(days=expires_in_days)
+
+    async def create(db: Database) -> IssuedKey:
+        return await KeyStore(db.pool).create_key(
+            tenant,
+            user,
+            role=role,
+            limits=limits,
+            models=_split(models),
+            collections=_split(collections),
+            expires_at=expires_at,
+            name=name,
+            actor=ACTOR,
+        )
+
+    issued = _run(config, create)
+    _print_issued(issued, f"Created API key {issued.key_id} for {tenant}/{user}.", as_json)
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """List keys (never their secrets), oldest first, revoked and expired ones included."""
+    keys = _run(config, lambda db: KeyStore(db.pool).list_keys(tenant))
+    now = datetime.now(UTC)
+    if as_json:
+        _echo_json([key_json(k, now) for k in keys])
+        return
+    headers = ("KEY ID", "TENANT", "USER", "ROLE", "STATUS", "NAME", "CREATED", "EXPIRES")
+    _echo_table(headers, [_key_line(k, now) for k in keys])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id `strata keys list` shows.")],
+    config: ConfigOption = None,
+) -> None:
+    """Revoke a key: it stops working at once (within gateway.key_cache_s on other replicas)."""
+    info = _run(config, lambda db: KeyStore(db.pool).revoke(key_id, actor=ACTOR))
+    typer.echo(f"Revoked API key {info.key_id} ({info.spec.tenant}/{info.spec.user}).")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key id `strata keys list` shows.")],
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """Replace a key by a new one with the same settings and revoke the old one."""
+    issued = _run(config, lambda db: KeyStore(db.pool).rotate(key_id, actor=ACTOR))
+    _print_issued(
+        issued, f"Rotated API key {key_id}: revoked, replaced by {issued.key_id}.", as_json
+    )
+
+
+def _print_issued(issued: IssuedKey, headline: str, as_json: bool) -> None:
+    if as_json:
+        _echo_json({"key": issued.key, **key_json(issued.info, datetime.now(UTC))})
+        return
+    typer.echo(f"{headline}\n\n    {issued.key}\n")
+    typer.echo("Store it now: it is not shown again.")
+
+
+def key_json(info: KeyInfo, now: datetime) -> dict[str, Any]:
+    """A key as `--json` prints it (no secret, no hash)."""
+    spec = info.spec
+    return {
+        "key_id": info.key_id,
+        "tenant": spec.tenant,
+        "user": spec.user,
+        "role": spec.role,
+        "status": info.status(now),
+        "name": spec.name,
+        "description": spec.description,
+        "models": spec.models,
+        "collections": spec.collections,
+        "limits": asdict(spec.limits),
+        "created_at": _iso(info.created_at),
+        "expires_at": _iso(spec.expires_at),
+        "revoked_at": _iso(info.revoked_at),
+        "last_used_at": _iso(info.last_used_at),
+    }
+
+
+def _key_line(info: KeyInfo, now: datetime) -> tuple[str, ...]:
+    spec = info.spec
+    return (
+        info.key_id, spec.tenant, spec.user, spec.role, info.status(now), spec.name or "-",
+        _day(info.created_at), _day(spec.expires_at),
+    )  # fmt: skip
+
+
+# -- tenants ------------------------------------------------------------------------------------
+
+
+@tenants_app.command("create")
+def tenants_create(
+    name: Annotated[str, typer.Argument(help="Letters, digits, '.', '_', '-'; up to 64.")],
+    require_dpa: Annotated[
+        bool, typer.Option(help="Send this tenant's data only to upstreams with a DPA.")
+    ] = False,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    concurrent: ConcurrentOption = None,
+    daily_tokens: DailyTokensOption = None,
+    monthly_tokens: MonthlyTokensOption = None,
+    daily_cost: DailyCostOption = None,
+    monthly_cost: MonthlyCostOption = None,
+    config: ConfigOption = None,
+) -> None:
+    """Create a tenant (limits unset: no limit of that kind)."""
+    limits = Limits(rpm, tpm, concurrent, daily_tokens, monthly_tokens, daily_cost, monthly_cost)
+    tenant = _run(
+        config,
+        lambda db: KeyStore(db.pool).create_tenant(
+            name, require_dpa=require_dpa, limits=limits, actor=ACTOR
+        ),
+    )
+    typer.echo(f"Created tenant {_describe(tenant)}.")
+
+
+@tenants_app.command("update")
+def tenants_update(
+    name: Annotated[str, typer.Argument(help="The tenant to change.")],
+    require_dpa: Annotated[
+        bool | None,
+        typer.Option("--require-dpa/--no-require-dpa", help="Default: unchanged."),
+    ] = None,
+    rpm: RpmOption = None,
+    tpm: TpmOption = None,
+    concurrent: ConcurrentOption = None,
+    daily_tokens: DailyTokensOption = None,
+    monthly_tokens: MonthlyTokensOption = None,
+    daily_cost: DailyCostOption = None,
+    monthly_cost: MonthlyCostOption = None,
+    clear_limits: Annotated[
+        bool, typer.Option(help="Remove every limit first (then apply the ones given).")
+    ] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Change a tenant: the limits given replace those limits, the others stay."""
+    given = Limits(rpm, tpm, concurrent, daily_tokens, monthly_tokens, daily_cost, monthly_cost)
+
+    async def update(db: Database) -> TenantInfo:
+        store = KeyStore(db.pool)
+        base = Limits() if clear_limits else (await store.get_tenant(name)).limits
+        limits = merge_limits(base, given)
+        return await store.update_tenant(name, require_dpa=require_dpa, limits=limits, actor=ACTOR)
+
+    typer.echo(f"Updated tenant {_describe(_run(config, update))}.")
+
+
+@tenants_app.command("list")
+def tenants_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
+    """List tenants with their data-processing rule and limits."""
+    tenants = _run(config, lambda db: KeyStore(db.pool).list_tenants())
+    if as_json:
+        _echo_json([_tenant_json(t) for t in tenants])
+        return
+    headers = ("TENANT", "DPA", "RPM", "TPM", "CONCURRENT", "TOKENS/DAY", "TOKENS/MONTH",
+               "USD/DAY", "USD/MONTH")  # fmt: skip
+    _echo_table(headers, [_tenant_line(t) for t in tenants])
+
+
+def merge_limits(base: Limits, given: Limits) -> Limits:
+    """`base` with every limit that `given` sets replaced."""
+    changes = {k: v for k, v in asdict(given).items() if v is not None}
+    return replace(base, **changes)
+
+
+def _tenant_json(tenant: TenantInfo) -> dict[str, Any]:
+    return {
+        "name": tenant.name,
+        "require_dpa": tenant.require_dpa,
+        "limits": asdict(tenant.limits),
+        "created_at": _iso(tenant.created_at),
+    }
+
+
+def _tenant_line(tenant: TenantInfo) -> tuple[str, ...]:
+    limits = [_text(v) for v in asdict(tenant.limits).values()]
+    return (tenant.name, "yes" if tenant.require_dpa else "no", *limits)
+
+
+def _describe(tenant: TenantInfo) -> str:
+    limits = ", ".join(f"{k}={v}" for k, v in asdict(tenant.limits).items() if v is not None)
+    dpa = "DPA upstreams only" if tenant.require_dpa else "any upstream"
+    return f"{tenant.name} ({dpa}; limits: {limits or 'none'})"
+
+
+# -- usage --------------------------------------------------------------------------------------
+
+
+@usage_app.command("report")
+def usage_report_command(
+    by: Annotated[ReportBy, typer.Option(help="Group by user, tenant, key or model.")] = "user",
+    top: Annotated[int, typer.Option(min=1, help="Show the biggest N.")] = 10,
+    since: Annotated[
+        datetime | None,
+        typer.Option(formats=["%Y-%m-%d"], help="From this UTC day (YYYY-MM-DD); default: all."),
+    ] = None,
+    as_json: JsonOption = False,
+    config: ConfigOption = None,
+) -> None:
+    """The biggest spenders by cost (then tokens), with their share of the period's totals."""
+    start = since.replace(tzinfo=UTC) if since is not None else None
+    rows = _run(config, lambda db: usage_report(db.pool, by, top, start))
+    if as_json:
+        _echo_json([{**asdict(r), "tokens": r.tokens} for r in rows])
+        return
+    headers = (by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "COST USD", "COST %", "TOKENS %")
+    _echo_table(headers, [_usage_line(r) for r in rows])
+
+
+def _usage_line(row: UsageRow) -> tuple[str, ...]:
+    return (
+        row.key, str(row.requests), str(row.prompt_tokens), str(row.completion_tokens),
+        f"{row.cost_usd:.4f}", f"{100 * row.cost_share:.1f}", f"{100 * row.token_share:.1f}",
+    )  # fmt: skip
+
+
+# -- running a command against the store --------------------------------------------------------
+
+
+def _run(config: Path | None, action: Callable[[Database], Awaitable[T]]) -> T:
+    """Open the store, run `action`, close it; errors become one line and an exit status."""
+    settings = _settings(config)
+    try:
+        return asyncio.run(_with_database(settings, action))
+    except (InvalidRequestError, ConfigError) as exc:
+        _fail(exc.message, EXIT_BAD_INPUT)
+    except StrataError as exc:
+        _fail(exc.message, EXIT_FAILED)
+    except psycopg.Error as exc:
+        _fail(f"PostgreSQL: {str(exc).strip().splitlines()[0]}", EXIT_FAILED)
+
+
+async def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
+    async with Database(settings, pool_size=1) as database:
+        return await action(database)
+
+
+def _settings(config: Path | None) -> Settings:
+    if config is not None and not config.is_file():
+        _fail(f"--config {config}: no such file.", EXIT_BAD_INPUT)
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        _fail(exc.message, EXIT_BAD_INPUT)
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    typer.secho(message, err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+# -- output -------------------------------------------------------------------------------------
+
+
+def _split(values: str | None) -> list[str] | None:
+    return None if values is None else values.split(",")
+
+
+def _echo_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2))
+
+
+def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    if not rows:
+        typer.echo("(none)")
+        return
+    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
+    for line in (headers, *rows):
+        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.astimezone(UTC).isoformat()
+
+
+def _day(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone(UTC).strftime("%Y-%m-%d")
+
+
+def _text(value: float | int | None) -> str:
+    return "-" if value is None else str(value)

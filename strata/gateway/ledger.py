@@ -1,0 +1,348 @@
+"""The usage ledger: one row per finished gateway request, written in batches, and its reports.
+
+`LedgerWriter.record` is the hot path: it appends to an in-memory buffer and returns, with no
+await and no I/O. A background task writes the buffer every `gateway.ledger_flush_ms` in
+batches, one `INSERT ... SELECT FROM unnest(...)` statement each. A failed write is logged and
+the same batch retried (with backoff) on the next tick; each row carries a uuid assigned when
+its batch is formed, so a batch whose commit was lost in transit and is written again is not
+counted twice. `aclose()` writes everything still buffered, so a clean shutdown loses nothing.
+
+While the database is unreachable the buffer is bounded (`max_buffered` records, default
+100,000, i.e. tens of MB): beyond that the oldest buffered records are dropped and counted
+(`dropped`), and the flush loop logs the count at ERROR. Dropping the oldest keeps the rows
+the limiter and reports most care about (the current period's) when the outage ends.
+
+`usage_report` and `period_usage` read the ledger back: the first for `strata usage report`,
+the second to seed the limiter's daily and monthly counters at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
+
+from strata.errors import InvalidRequestError
+from strata.gateway.principal import ScopeKind
+from strata.store.database import Pool
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 5_000  # rows per INSERT
+MAX_BACKOFF_S = 10.0
+CLOSE_ATTEMPTS = 3
+CONNECT_TIMEOUT_S = 5.0  # waiting for a pooled connection; the pool's default is 30 s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageRecord:
+    """One finished request, as the ledger stores it. `at` is timezone-aware (UTC)."""
+
+    request_id: str  # the x-request-id; callers may reuse one, so it is not unique
+    at: datetime
+    tenant: str
+    user: str
+    key_id: str
+    model: str
+    upstream: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    ttft_ms: float | None = None
+    duration_ms: float = 0.0
+    status: int = 200
+    error_code: str | None = None
+    cost_usd: float = 0.0
+
+
+# (column, Postgres array type) in the order `_columns` produces them.
+_COLUMNS = (
+    ("id", "uuid"),
+    ("request_id", "text"),
+    ("at", "timestamptz"),
+    ("tenant", "text"),
+    ("user_name", "text"),
+    ("key_id", "text"),
+    ("model", "text"),
+    ("upstream", "text"),
+    ("prompt_tokens", "integer"),
+    ("completion_tokens", "integer"),
+    ("cached_tokens", "integer"),
+    ("ttft_ms", "double precision"),
+    ("duration_ms", "double precision"),
+    ("status", "integer"),
+    ("error_code", "text"),
+    ("cost_usd", "numeric"),
+)
+_INSERT_SQL = (
+    f"INSERT INTO usage_ledger ({', '.join(name for name, _ in _COLUMNS)}) "
+    f"SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for _, kind in _COLUMNS)}) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+
+
+def _row(row_id: uuid.UUID, r: UsageRecord) -> tuple[Any, ...]:
+    return (
+        row_id,
+        r.request_id,
+        r.at,
+        r.tenant,
+        r.user,
+        r.key_id,
+        r.model,
+        r.upstream,
+        r.prompt_tokens,
+        r.completion_tokens,
+        r.cached_tokens,
+        r.ttft_ms,
+        r.duration_ms,
+        r.status,
+        r.error_code,
+        r.cost_usd,
+    )
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """Rows written (and retried) together, column-major as `unnest` takes them."""
+
+    size: int
+    columns: list[list[Any]]
+
+    @classmethod
+    def of(cls, records: list[UsageRecord]) -> _Batch:
+        rows = [_row(uuid.uuid4(), r) for r in records]
+        return cls(len(rows), [list(column) for column in zip(*rows, strict=True)])
+
+
+class LedgerWriter:
+    """Buffers usage records and writes them to `usage_ledger` in the background.
+
+    `record` may be called from the event loop's thread at any time, before `start()` too.
+    `start()` needs a running event loop; `aclose()` stops the task and writes the rest.
+    """
+
+    def __init__(self, pool: Pool, *, flush_interval_s: float, max_buffered: int = 100_000) -> None:
+        assert flush_interval_s > 0 and max_buffered > 0
+        self._pool = pool
+        self._interval_s = flush_interval_s
+        self._max_buffered = max_buffered
+        self._buffer: deque[UsageRecord] = deque()
+        self._pending: _Batch | None = None  # formed, not yet committed
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+        self._writing = asyncio.Lock()  # one writer of `_pending` at a time
+        self._failures = 0
+        self.dropped = 0  # records dropped because the buffer was full
+        self._dropped_logged = 0
+        self.written = 0  # rows committed by this writer
+
+    @property
+    def buffered(self) -> int:
+        """Records not yet committed."""
+        return len(self._buffer) + (self._pending.size if self._pending else 0)
+
+    def record(self, rec: UsageRecord) -> None:
+        """Queue one row; never blocks, never raises, never logs (the flush loop reports)."""
+        if len(self._buffer) >= self._max_buffered:
+            self._buffer.popleft()
+            self.dropped += 1
+        self._buffer.append(rec)
+
+    def start(self) -> None:
+        assert self._task is None, "LedgerWriter.start() twice"
+        self._task = asyncio.create_task(self._run(), name="ledger-writer")
+
+    async def flush(self) -> None:
+        """Write everything buffered now; raises what the database raised."""
+        async with self._writing:
+            while self._pending is not None or self._buffer:
+                if self._pending is None:
+                    self._pending = _Batch.of(self._take(MAX_BATCH))
+                await self._write(self._pending)
+                self.written += self._pending.size
+                self._pending = None
+
+    async def aclose(self) -> None:
+        """Stop the background task and write what is left (a few attempts; what still
+        cannot be written is logged as lost)."""
+        self._stopping.set()
+        if self._task is not None:
+            await self._task
+            self._task = None
+        for attempt in range(CLOSE_ATTEMPTS):
+            if await self._flush_logged():
+                return
+            await asyncio.sleep(0.2 * 2**attempt)
+        logger.error("usage ledger: %d records could not be written and are lost", self.buffered)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._delay_s())
+            if not self._stopping.is_set():
+                await self._flush_logged()
+
+    def _delay_s(self) -> float:
+        backoff = self._interval_s * 2 ** min(self._failures, 16)
+        return min(backoff, max(MAX_BACKOFF_S, self._interval_s))
+
+    async def _flush_logged(self) -> bool:
+        """`flush`, turning a failure into a log line; True when everything was written."""
+        self._report_drops()
+        try:
+            await self.flush()
+        except Exception as exc:  # the database may fail in any way; never crash the gateway
+            self._failures += 1
+            logger.warning(
+                "usage ledger: write failed (%d records waiting, attempt %d): %s",
+                self.buffered,
+                self._failures,
+                exc,
+            )
+            return False
+        self._failures = 0
+        return True
+
+    def _report_drops(self) -> None:
+        if self.dropped > self._dropped_logged:
+            logger.error(
+                "usage ledger: buffer full (%d records), dropped %d oldest records so far",
+                self._max_buffered,
+                self.dropped,
+            )
+            self._dropped_logged = self.dropped
+
+    def _take(self, most: int) -> list[UsageRecord]:
+        return [self._buffer.popleft() for _ in range(min(most, len(self._buffer)))]
+
+    async def _write(self, batch: _Batch) -> None:
+        async with self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn:
+            await conn.execute(_INSERT_SQL, batch.columns)
+
+
+# -- reading the ledger back --------------------------------------------------------------------
+
+ReportBy = Literal["user", "tenant", "key", "model"]
+_GROUP_BY: dict[str, str] = {
+    "user": "tenant || '/' || user_name",
+    "tenant": "tenant",
+    "key": "key_id",
+    "model": "model",
+}
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One line of a usage report; shares are fractions (0..1) of the period's totals."""
+
+    key: str  # the user ("tenant/user"), tenant, key id or model
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    cost_share: float
+    token_share: float
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class PeriodUsage:
+    """Tokens (prompt + completion) and cost of one limiter scope in the current UTC day and
+    month; scope ids as in `Principal.scopes()`: key id, "tenant/user", tenant name."""
+
+    kind: ScopeKind
+    id: str
+    day_tokens: int
+    day_cost_usd: float
+    month_tokens: int
+    month_cost_usd: float
+
+
+async def usage_report(
+    pool: Pool, by: str, top: int, since: datetime | None = None
+) -> list[UsageRow]:
+    """The `top` biggest spenders grouped `by` user, tenant, key or model since `since`
+    (default: all time), by cost then tokens; shares are of everything in the period."""
+    if by not in get_args(ReportBy):
+        raise InvalidRequestError(
+            f"by must be one of {', '.join(get_args(ReportBy))} (got {by!r}).", param="by"
+        )
+    if top < 1:
+        raise InvalidRequestError(f"top must be at least 1 (got {top}).", param="top")
+    query = _REPORT_SQL.format(group=_GROUP_BY[by])
+    async with pool.connection() as conn:
+        cursor = await conn.execute(query, {"since": since, "top": top})
+        return [_usage_row(row) for row in await cursor.fetchall()]
+
+
+_REPORT_SQL = """
+SELECT {group} AS key, count(*) AS requests,
+       sum(prompt_tokens) AS prompt_tokens, sum(completion_tokens) AS completion_tokens,
+       sum(cost_usd) AS cost_usd,
+       coalesce(sum(cost_usd) / nullif(sum(sum(cost_usd)) OVER (), 0), 0) AS cost_share,
+       coalesce(sum(prompt_tokens + completion_tokens)::numeric
+                / nullif(sum(sum(prompt_tokens + completion_tokens)) OVER (), 0), 0)
+           AS token_share
+FROM usage_ledger
+WHERE %(since)s::timestamptz IS NULL OR at >= %(since)s
+GROUP BY 1
+ORDER BY cost_usd DESC, sum(prompt_tokens + completion_tokens) DESC, key
+LIMIT %(top)s
+"""
+
+
+def _usage_row(row: tuple[Any, ...]) -> UsageRow:
+    key, requests, prompt, completion, cost, cost_share, token_share = row
+    return UsageRow(
+        key, requests, int(prompt), int(completion), float(cost), float(cost_share),
+        float(token_share),
+    )  # fmt: skip
+
+
+def period_starts(now: datetime | None = None) -> tuple[datetime, datetime]:
+    """The start of the current UTC day and UTC calendar month."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    return day, day.replace(day=1)
+
+
+async def period_usage(pool: Pool, since_day: datetime, since_month: datetime) -> list[PeriodUsage]:
+    """Per key, user and tenant: tokens and cost since `since_day` and since `since_month`
+    (normally `period_starts()`), from one scan of the month's rows."""
+    async with pool.connection() as conn:
+        cursor = await conn.execute(
+            _PERIOD_SQL, {"day": since_day, "month": min(since_day, since_month)}
+        )
+        return [_period_usage(row) for row in await cursor.fetchall()]
+
+
+_PERIOD_SQL = """
+SELECT CASE WHEN GROUPING(key_id) = 0 THEN 'key'
+            WHEN GROUPING(user_name) = 0 THEN 'user' ELSE 'tenant' END AS kind,
+       CASE WHEN GROUPING(key_id) = 0 THEN key_id
+            WHEN GROUPING(user_name) = 0 THEN tenant || '/' || user_name ELSE tenant END AS id,
+       coalesce(sum(prompt_tokens + completion_tokens) FILTER (WHERE at >= %(day)s), 0),
+       coalesce(sum(cost_usd) FILTER (WHERE at >= %(day)s), 0),
+       sum(prompt_tokens + completion_tokens),
+       sum(cost_usd)
+FROM usage_ledger
+WHERE at >= %(month)s
+GROUP BY GROUPING SETS ((key_id), (tenant, user_name), (tenant))
+ORDER BY 1, 2
+"""
+
+
+def _period_usage(row: tuple[Any, ...]) -> PeriodUsage:
+    kind, scope_id, day_tokens, day_cost, month_tokens, month_cost = row
+    return PeriodUsage(
+        kind, scope_id, int(day_tokens), float(day_cost), int(month_tokens), float(month_cost)
+    )
