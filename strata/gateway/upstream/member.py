@@ -1,0 +1,56 @@
+"""An upstream as the router sees it: the upstream itself, its circuit breaker and its health.
+
+`healthy` is set by the health monitor only; the breaker moves with request outcomes only.
+An upstream takes requests while it is healthy and its breaker lets them through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from strata.config import Tier, UpstreamKind
+from strata.gateway.upstream.breaker import BreakerState, CircuitBreaker
+from strata.gateway.upstream.upstreams import Upstream
+
+
+@dataclass(frozen=True)
+class UpstreamHealth:
+    """One upstream's state for `/readyz` and operators."""
+
+    name: str
+    kind: UpstreamKind
+    tier: Tier
+    models: tuple[str, ...]
+    healthy: bool  # the last health check passed (True before the first one)
+    breaker: BreakerState
+    last_error: str | None  # the newest failure, from a health check or a request
+
+    @property
+    def available(self) -> bool:
+        return self.healthy and self.breaker != "open"
+
+
+class Member:
+    def __init__(self, upstream: Upstream, breaker: CircuitBreaker) -> None:
+        self.upstream = upstream
+        self.breaker = breaker
+        self.healthy = True
+        self.last_error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return self.upstream.name
+
+    @property
+    def tier(self) -> Tier:
+        return self.upstream.tier
+
+    @property
+    def available(self) -> bool:
+        return self.healthy and self.breaker.allows()
+
+    def snapshot(self) -> UpstreamHealth:
+        up = self.upstream
+        return UpstreamHealth(
+            up.name, up.kind, up.tier, up.models, self.healthy, self.breaker.state, self.last_error
+        )
