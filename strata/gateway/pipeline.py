@@ -1,0 +1,190 @@
+"""The gateway's request pipeline, one small step each, in the order a request meets them:
+
+    authenticate → parse & validate → model access → guard (sanitize) → reserve limits
+      → route & dispatch (retries, failover) → relay → settle usage → ledger row
+
+Every step raises a `StrataError` subclass for what a caller did wrong; the HTTP edge maps it.
+A reservation taken is always either settled (with the real usage) or released (on failure):
+`_finish` runs exactly once per admitted call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from strata.config import Settings
+from strata.errors import PermissionDeniedError, StrataError
+from strata.gateway import relay
+from strata.gateway.auth import Authenticator
+from strata.gateway.body import Endpoint, GenerationBody, parse_generation, parse_json
+from strata.gateway.call import Call
+from strata.gateway.ledger import LedgerWriter, UsageRecord
+from strata.gateway.limits import Ask, Limiter, Reservation, Usage
+from strata.gateway.principal import Principal
+from strata.gateway.request_id import HEADER as REQUEST_ID_HEADER
+from strata.gateway.request_id import request_id
+from strata.gateway.sanitize import check_texts
+from strata.gateway.tokens import estimate_prompt_tokens
+from strata.gateway.upstream import Router, UpstreamCall
+from strata.http_disconnect import unless_disconnected
+from strata.telemetry.pricing import PriceTable
+
+logger = logging.getLogger(__name__)
+PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
+
+
+class BodyReader(Protocol):
+    async def __call__(self, request: Request) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class GatewayParts:
+    """Everything the pipeline composes; built and closed by `strata.gateway.runtime`."""
+
+    settings: Settings
+    auth: Authenticator
+    limiter: Limiter
+    router: Router
+    ledger: LedgerWriter
+    prices: PriceTable
+
+
+class Gateway:
+    """Runs one generation request through the pipeline."""
+
+    def __init__(self, parts: GatewayParts) -> None:
+        self.parts = parts
+        self._gateway = parts.settings.gateway
+        self._default_max_tokens = parts.settings.limits.default_max_tokens
+
+    async def authenticate(self, request: Request) -> Principal:
+        return await self.parts.auth.principal(request.headers.get("authorization"))
+
+    async def generate(self, endpoint: Endpoint, request: Request) -> Response:
+        rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+        principal = await self.authenticate(request)
+        body = parse_generation(endpoint, parse_json(await request.body()), self._max_messages)
+        model = self._model_for(principal, body.model)
+        check_texts(body.texts)
+        call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body))
+        reservation = await self.parts.limiter.reserve(principal.scopes(), self._ask(call))
+        return await self._dispatch(request, body, call, reservation)
+
+    @property
+    def _max_messages(self) -> int:
+        return self._gateway.max_messages
+
+    def _model_for(self, principal: Principal, public_name: str) -> str:
+        """The served model behind `public_name` (404 if none), if this key may use it (403)."""
+        served = self.parts.router.resolve(public_name)
+        if not (principal.may_use_model(public_name) or principal.may_use_model(served)):
+            raise PermissionDeniedError(
+                f"This API key may not use the model '{public_name}'; ask an admin to add it "
+                "to the key's models.",
+                code="model_not_allowed",
+                param="model",
+            )
+        return served
+
+    def _max_tokens(self, body: GenerationBody) -> int:
+        return body.max_tokens or self._default_max_tokens
+
+    def _ask(self, call: Call) -> Ask:
+        tokens = call.prompt_estimate + call.max_tokens
+        cost = self.parts.prices.cost(call.model, call.prompt_estimate, call.max_tokens)
+        return Ask(requests=1, tokens=tokens, cost_usd=cost)
+
+    async def _dispatch(
+        self, request: Request, body: GenerationBody, call: Call, reservation: Reservation
+    ) -> Response:
+        upstream_call = UpstreamCall(
+            path=PATHS[body.endpoint],
+            body=body.upstream_body(call.model, call.max_tokens),
+            stream=body.stream,
+            request_id=call.request_id,
+            deadline=asyncio.get_running_loop().time() + self._gateway.request_timeout_s,
+            require_dpa=call.principal.require_dpa,
+        )
+        finish = _Finisher(self, reservation)
+        try:
+            reply = await unless_disconnected(
+                request, self.parts.router.dispatch(call.model, upstream_call)
+            )
+        except BaseException as exc:
+            await finish.failed(call, exc)
+            raise
+        if reply is None:  # the client went away before the upstream answered
+            call.status, call.error_code = relay.CLIENT_CLOSED_REQUEST, "client_closed"
+            await finish(call)
+            return Response(status_code=relay.CLIENT_CLOSED_REQUEST)
+        call.upstream = reply.upstream
+        headers = {REQUEST_ID_HEADER: call.request_id}
+        if body.stream and reply.events is not None:
+            return relay.stream_response(call, reply, body.include_usage, finish, headers)
+        try:
+            return relay.json_response(call, reply, headers)
+        finally:
+            await reply.aclose()
+            await finish(call)
+
+    def record(self, call: Call) -> None:
+        usage = call.final_usage()
+        cost = self.parts.prices.cost(call.model, usage.prompt_tokens, usage.completion_tokens)
+        self.parts.ledger.record(
+            UsageRecord(
+                request_id=call.request_id,
+                at=datetime.now(UTC),
+                tenant=call.principal.tenant,
+                user=call.principal.user,
+                key_id=call.principal.key_id,
+                model=call.model,
+                upstream=call.upstream,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                ttft_ms=call.ttft_ms,
+                duration_ms=call.duration_ms,
+                status=call.status,
+                error_code=call.error_code,
+                cost_usd=cost,
+            )
+        )
+
+
+class _Finisher:
+    """Settles or releases one reservation and writes the ledger row, exactly once."""
+
+    def __init__(self, gateway: Gateway, reservation: Reservation) -> None:
+        self._gateway = gateway
+        self._reservation = reservation
+        self._done = False
+
+    async def __call__(self, call: Call) -> None:
+        if self._done:
+            return
+        self._done = True
+        limiter = self._gateway.parts.limiter
+        if call.status >= 400 and call.usage is None and call.chunks == 0:
+            await limiter.release(self._reservation)  # nothing was generated: no charge
+        else:
+            usage = call.final_usage()
+            cost = self._gateway.parts.prices.cost(
+                call.model, usage.prompt_tokens, usage.completion_tokens
+            )
+            await limiter.settle(self._reservation, Usage(tokens=usage.total, cost_usd=cost))
+        self._gateway.record(call)
+
+    async def failed(self, call: Call, exc: BaseException) -> None:
+        if isinstance(exc, StrataError):
+            call.status, call.error_code = exc.status_code, exc.code or exc.error_type
+        else:
+            call.status, call.error_code = relay.CLIENT_CLOSED_REQUEST, "cancelled"
+        await self(call)
