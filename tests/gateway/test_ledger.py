@@ -12,6 +12,7 @@ from strata.gateway.ledger import (
     LedgerWriter,
     PeriodUsage,
     UsageRecord,
+    _Batch,
     period_starts,
     period_usage,
     usage_report,
@@ -199,3 +200,19 @@ async def test_period_usage_sums_per_key_user_and_tenant(pg_database: Database) 
     assert usage[("tenant", "acme")] == PeriodUsage("tenant", "acme", 15, 1.0, 30, 3.0)
     assert usage[("tenant", "globex")].day_cost_usd == 0.5
     assert len(usage) == 3 + 3 + 2
+
+
+async def test_text_that_looks_like_copy_syntax_is_stored_verbatim(pg_database: Database) -> None:
+    tricky = "a\tb\nc\\N\\d\r"
+    await _ledger(pg_database, _rec(1, request_id=tricky, upstream=None, error_code=tricky))
+    async with pg_database.pool.connection() as conn:
+        cursor = await conn.execute("SELECT request_id, upstream, error_code FROM usage_ledger")
+        assert await cursor.fetchone() == (tricky, None, tricky)
+
+
+async def test_a_batch_sent_twice_is_stored_once(pg_database: Database) -> None:
+    writer = LedgerWriter(pg_database.pool, flush_interval_s=60)
+    batch = _Batch.of([_rec(n) for n in range(5)])
+    await writer._write(batch)
+    await writer._write(batch)  # a retry after a commit whose answer was lost
+    assert await _scalar(pg_database, "SELECT count(*) FROM usage_ledger") == 5
