@@ -25,6 +25,7 @@ from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
     from strata.gateway.identity import IssuedKey
     from strata.gateway.runtime import BuiltinEngine
@@ -284,7 +285,7 @@ def _configure_logging(level: str) -> None:
 
 
 def _run_uvicorn(
-    app: FastAPI, host: str, port: int, log_level: str, settings: Settings | None = None
+    app: ASGIApp, host: str, port: int, log_level: str, settings: Settings | None = None
 ) -> None:
     import uvicorn
 
@@ -302,6 +303,7 @@ def _run_uvicorn(
         loop="uvloop",
         http="httptools",
         access_log=False,  # the usage ledger records every request; logs carry request ids
+        proxy_headers=False,  # X-Forwarded-* from callers is not trusted
         **tls,
     )
     uvicorn.Server(config).run()

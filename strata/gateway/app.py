@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from strata.errors import NotFoundError
 from strata.gateway.admin_api import require_admin
 from strata.gateway.body import Endpoint
+from strata.gateway.hot_routes import HotRoutes
 from strata.gateway.principal import Principal
 from strata.http_errors import install_error_handlers
 from strata.http_limits import BodySizeLimitMiddleware
@@ -30,8 +32,9 @@ if TYPE_CHECKING:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def build_gateway_app(runtime: GatewayRuntime) -> FastAPI:
-    """The public app over a started-on-lifespan `runtime`."""
+def build_gateway_app(runtime: GatewayRuntime) -> ASGIApp:
+    """The public app over a started-on-lifespan `runtime`: the generation routes answered
+    directly (`HotRoutes`), the rest by a FastAPI app that also runs the lifespan."""
     app = FastAPI(
         title="strata gateway",
         lifespan=runtime.lifespan,
@@ -45,15 +48,17 @@ def build_gateway_app(runtime: GatewayRuntime) -> FastAPI:
         BodySizeLimitMiddleware, max_bytes=int(runtime.settings.gateway.max_body_bytes)
     )
     routes = _Routes(runtime)
-    app.add_route("/v1/chat/completions", routes.generation("chat"), methods=["POST"])
-    app.add_route("/v1/completions", routes.generation("completions"), methods=["POST"])
     app.add_route("/v1/embeddings", routes.embeddings, methods=["POST"])
     app.add_route("/v1/models", routes.models, methods=["GET"])
     app.add_route("/healthz", routes.healthz, methods=["GET"])
     app.add_route("/readyz", routes.readyz, methods=["GET"])
     app.add_route("/metrics", routes.metrics, methods=["GET"])
     app.include_router(runtime.admin_router(), prefix="/admin")
-    return app
+    hot = {
+        ("POST", "/v1/chat/completions"): routes.generation("chat"),
+        ("POST", "/v1/completions"): routes.generation("completions"),
+    }
+    return HotRoutes(app, hot)
 
 
 class _Routes:

@@ -15,7 +15,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -26,6 +25,7 @@ from strata.gateway import relay
 from strata.gateway.auth import Authenticator
 from strata.gateway.body import Endpoint, GenerationBody, parse_generation, parse_json
 from strata.gateway.call import Call
+from strata.gateway.hot_routes import read_body
 from strata.gateway.ledger import LedgerWriter, UsageRecord
 from strata.gateway.limits import Ask, Limiter, Reservation, Usage
 from strata.gateway.principal import Principal
@@ -39,10 +39,6 @@ from strata.telemetry.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
 PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
-
-
-class BodyReader(Protocol):
-    async def __call__(self, request: Request) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -71,7 +67,8 @@ class Gateway:
     async def generate(self, endpoint: Endpoint, request: Request) -> Response:
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
         principal = await self.authenticate(request)
-        body = parse_generation(endpoint, parse_json(await request.body()), self._max_messages)
+        raw = await read_body(request, int(self._gateway.max_body_bytes))
+        body = parse_generation(endpoint, parse_json(raw), self._max_messages)
         model = self._model_for(principal, body.model)
         check_texts(body.texts)
         call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body))
