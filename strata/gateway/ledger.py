@@ -21,11 +21,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, get_args
+
+import psycopg
 
 from strata.errors import InvalidRequestError
 from strata.gateway.principal import ScopeKind
@@ -65,18 +68,11 @@ _COLUMNS = (
     "prompt_tokens", "completion_tokens", "cached_tokens", "ttft_ms", "duration_ms", "status",
     "error_code", "cost_usd",
 )  # fmt: skip
-# COPY is the cheapest way in (one text payload, no per-value adaptation on the event loop);
-# it cannot skip duplicates, so a batch lands in a per-session staging table first and moves
-# over with ON CONFLICT: a batch re-sent after a lost commit is not counted twice.
-_STAGE_SQL = (
-    "CREATE TEMP TABLE IF NOT EXISTS usage_ledger_stage "
-    "(LIKE usage_ledger INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-)
-_COPY_SQL = f"COPY usage_ledger_stage ({', '.join(_COLUMNS)}) FROM STDIN"
-_MOVE_SQL = (
-    f"INSERT INTO usage_ledger ({', '.join(_COLUMNS)}) "
-    f"SELECT {', '.join(_COLUMNS)} FROM usage_ledger_stage ON CONFLICT (id) DO NOTHING"
-)
+# COPY is the cheapest way in, for the gateway (one text payload, no per-value adaptation on
+# the event loop) and for PostgreSQL. A batch is one transaction with ids fixed when it formed,
+# so a batch re-sent after a commit whose answer was lost fails on the primary key as a whole:
+# that failure means "already written", and nothing is counted twice.
+_COPY_SQL = f"COPY usage_ledger ({', '.join(_COLUMNS)}) FROM STDIN"
 _ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
@@ -111,8 +107,18 @@ class _Batch:
 
     @classmethod
     def of(cls, records: list[UsageRecord]) -> _Batch:
-        lines = "".join(_copy_line(str(uuid.uuid4()), r) for r in records)
+        lines = "".join(_copy_line(str(uuid7(r.at)), r) for r in records)
         return cls(len(records), lines.encode())
+
+
+def uuid7(at: datetime) -> uuid.UUID:
+    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits, so ids sort by
+    time and the primary-key index grows at its right edge."""
+    millis = int(at.timestamp() * 1000) & (2**48 - 1)
+    value = (millis << 80) | int.from_bytes(os.urandom(10), "big")
+    value = (value & ~(0xF << 76)) | (0x7 << 76)  # version 7
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    return uuid.UUID(int=value)
 
 
 class LedgerWriter:
@@ -154,11 +160,15 @@ class LedgerWriter:
         self._task = asyncio.create_task(self._run(), name="ledger-writer")
 
     async def flush(self) -> None:
-        """Write everything buffered now; raises what the database raised."""
+        """Write what is buffered when it is called; raises what the database raised.
+        Records arriving meanwhile wait for the next flush, so a busy gateway writes one
+        batch per interval instead of a stream of tiny ones."""
         async with self._writing:
-            while self._pending is not None or self._buffer:
+            left = len(self._buffer)
+            while self._pending is not None or left > 0:
                 if self._pending is None:
-                    self._pending = _Batch.of(self._take(MAX_BATCH))
+                    self._pending = _Batch.of(self._take(min(MAX_BATCH, left)))
+                    left = min(left - self._pending.size, len(self._buffer))
                 await self._write(self._pending)
                 self.written += self._pending.size
                 self._pending = None
@@ -217,15 +227,15 @@ class LedgerWriter:
         return [self._buffer.popleft() for _ in range(min(most, len(self._buffer)))]
 
     async def _write(self, batch: _Batch) -> None:
-        async with (
-            self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn,
-            conn.transaction(),
-            conn.cursor() as cur,
-        ):
-            await cur.execute(_STAGE_SQL)
-            async with cur.copy(_COPY_SQL) as copy:
+        try:
+            async with (
+                self._pool.connection(timeout=CONNECT_TIMEOUT_S) as conn,
+                conn.cursor() as cur,
+                cur.copy(_COPY_SQL) as copy,
+            ):
                 await copy.write(batch.payload)
-            await cur.execute(_MOVE_SQL)
+        except psycopg.errors.UniqueViolation:
+            logger.info("usage ledger: a re-sent batch of %d was already written", batch.size)
 
 
 # -- reading the ledger back --------------------------------------------------------------------

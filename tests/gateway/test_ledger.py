@@ -16,6 +16,7 @@ from strata.gateway.ledger import (
     period_starts,
     period_usage,
     usage_report,
+    uuid7,
 )
 from strata.store.database import Database
 
@@ -216,3 +217,27 @@ async def test_a_batch_sent_twice_is_stored_once(pg_database: Database) -> None:
     await writer._write(batch)
     await writer._write(batch)  # a retry after a commit whose answer was lost
     assert await _scalar(pg_database, "SELECT count(*) FROM usage_ledger") == 5
+
+
+async def test_records_arriving_during_a_write_wait_for_the_next_flush(
+    pg_database: Database,
+) -> None:
+    sizes: list[int] = []
+
+    class _Busy(LedgerWriter):
+        async def _write(self, batch: _Batch) -> None:
+            sizes.append(batch.size)
+            self.record(_rec(100 + len(sizes)))  # traffic keeps coming while we write
+            await super()._write(batch)
+
+    writer = _Busy(pg_database.pool, flush_interval_s=60)
+    for n in range(10):
+        writer.record(_rec(n))
+    await writer.flush()
+    assert sizes == [10] and writer.buffered == 1  # one batch, not a stream of tiny ones
+
+
+def test_row_ids_are_uuid7_ordered_by_time() -> None:
+    earlier, later = uuid7(NOW), uuid7(NOW + timedelta(milliseconds=1))
+    assert earlier.version == 7 and earlier < later
+    assert uuid7(NOW) != uuid7(NOW)  # random bits below the millisecond

@@ -10,6 +10,7 @@ from pydantic import SecretStr
 
 from strata.config import Settings, StoreSettings
 from strata.store.database import Database, EmbeddedServer
+from strata.store.migrations import migrations
 
 # A second process using the same data dir: report whether it started the server, then wait
 # for a line on stdin before stopping (which only stops the server if it started it).
@@ -64,7 +65,7 @@ async def test_pool_holds_store_pool_size_connections(pg_dsn: str, tmp_path: Pat
         assert database.pool.get_stats()["pool_size"] == 3
         async with database.pool.connection() as conn:
             cursor = await conn.execute("SELECT count(*) FROM schema_migrations")
-            assert await cursor.fetchone() == (1,)
+            assert await cursor.fetchone() == (len(migrations()),)
 
 
 def test_second_process_attaches_to_the_running_server(pg_server: EmbeddedServer) -> None:

@@ -86,9 +86,10 @@ CREATE TABLE usage_ledger (
     error_code        text,
     cost_usd          numeric(18, 8) NOT NULL DEFAULT 0
 );
--- Reports over a period scan by time; per-scope period sums (limiter seeding) by scope + time.
-CREATE INDEX usage_ledger_at_idx ON usage_ledger (at);
-CREATE INDEX usage_ledger_tenant_user_at_idx ON usage_ledger (tenant, user_name, at);
-CREATE INDEX usage_ledger_key_at_idx ON usage_ledger (key_id, at);
-CREATE INDEX usage_ledger_model_at_idx ON usage_ledger (model, at);
+-- Every gateway request writes a row, so each index here is paid per request. The table is
+-- append-only in time order: one BRIN index on `at` (a few pages, nearly free to maintain)
+-- narrows reports and the limiter's period sums to their day or month, which they then
+-- aggregate; `request_id` keeps a btree so one request can be traced. Ids are time-ordered
+-- (UUIDv7), so the primary key grows at its right edge instead of splitting random pages.
+CREATE INDEX usage_ledger_at_brin ON usage_ledger USING brin (at);
 CREATE INDEX usage_ledger_request_id_idx ON usage_ledger (request_id);
