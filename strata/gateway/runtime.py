@@ -19,8 +19,10 @@ from fastapi import APIRouter, FastAPI
 
 from strata.config import Settings
 from strata.engine.engine import Engine
+from strata.errors import StrataError
 from strata.gateway.admin_api import admin_router
 from strata.gateway.auth import Authenticator
+from strata.gateway.dpa import check_dpa_coverage
 from strata.gateway.identity import IssuedKey, KeyStore
 from strata.gateway.ledger import LedgerWriter, period_starts, period_usage
 from strata.gateway.limits import Limiter, SeedEntry, build_limiter
@@ -68,7 +70,11 @@ class GatewayRuntime:
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
-        await self.start()
+        try:
+            await self.start()
+        except StrataError as exc:
+            logger.error("strata cannot start: %s", exc.message)
+            raise
         try:
             yield
         finally:
@@ -127,6 +133,12 @@ class GatewayRuntime:
         if (builtin := self.engine) is not None:
             binding = EngineBinding(builtin.app, builtin.token, builtin.engine.model_name)
         self.router = Router.from_settings(self.settings, engine=binding)
+        check_dpa_coverage(
+            await self.keys.list_tenants(),
+            await self.keys.list_keys(),
+            self.router.models_with_dpa(),
+            self.router.resolve,
+        )
         await self.router.start()
         self._stack.push_async_callback(self.router.aclose)
 

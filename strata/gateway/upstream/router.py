@@ -103,6 +103,10 @@ class Router:
             )
         return served
 
+    def models_with_dpa(self) -> set[str]:
+        """Served models that at least one upstream with a data-processing agreement serves."""
+        return {name for name, group in self.groups.items() if any(m.upstream.dpa for m in group)}
+
     def health_snapshot(self) -> list[UpstreamHealth]:
         return [member.snapshot() for member in self.members]
 
