@@ -19,6 +19,7 @@ import yaml
 
 from strata import __version__
 from strata.bench.serve_command import bench_serve
+from strata.compute.commands import plan_app
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, StrataError
 from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
@@ -55,6 +56,7 @@ bench_app.command("serve")(bench_serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(usage_app, name="usage")
+app.add_typer(plan_app, name="plan")
 
 
 @bench_app.command(

@@ -20,6 +20,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import (
@@ -124,6 +125,52 @@ class ModelPrice(_Section):
     output_per_mtok: float = Field(0.0, ge=0, description="USD per 1M completion tokens.")
 
 
+class GpuHourPrice(_Section):
+    """What one GPU costs per hour in each purchasing tier, in US dollars."""
+
+    reserved: float = Field(gt=0, description="USD per GPU-hour under a reserved commitment.")
+    on_demand: float = Field(gt=0, description="USD per GPU-hour on demand.")
+    spot: float | None = Field(
+        None, gt=0, description="USD per GPU-hour on spot/preemptible; empty: no spot market."
+    )
+
+    @model_validator(mode="after")
+    def _tiers_ordered(self) -> GpuHourPrice:
+        if self.reserved > self.on_demand:
+            raise ValueError(
+                f"reserved ({self.reserved}) costs more than on_demand ({self.on_demand}); "
+                "a reservation is a discount on on-demand: check the numbers"
+            )
+        if self.spot is not None and self.spot > self.on_demand:
+            raise ValueError(f"spot ({self.spot}) costs more than on_demand ({self.on_demand})")
+        return self
+
+
+def _list_price(on_demand: float) -> dict[str, float]:
+    # Reserved = on-demand / 1.5: the seed's "on-demand costs 40-60% more than a one-year
+    # reservation" at its midpoint (AWS one-year savings plans on GPU instances run 30-40% off).
+    # Spot = 35% of on-demand: the seed's "spot saves up to 70%" (GPU spot runs 50-70% off
+    # when it is available at all).
+    return {"reserved": round(on_demand / 1.5, 2), "on_demand": on_demand,
+            "spot": round(on_demand * 0.35, 2)}  # fmt: skip
+
+
+# USD per GPU-hour: typical list prices as of 2025, not fetched from anywhere (strata runs
+# offline); check your provider's price list and override them. On-demand is a hyperscaler's
+# (AWS us-east-1) instance price divided by its GPUs: g6.xlarge 1xL4 $0.805/h, g5.xlarge
+# 1xA10G $1.006/h, p4d.24xlarge 8xA100-40GB $32.77/h, p4de.24xlarge 8xA100-80GB $40.97/h,
+# p5.48xlarge 8xH100 ~$55/h after the mid-2025 price cut; H200 (p5en) taken as ~15% above
+# H100. Specialist GPU clouds list H100s at $2-3/h on demand: override for them.
+DEFAULT_GPU_HOUR_USD: dict[str, dict[str, float]] = {
+    "l4": _list_price(0.80),
+    "a10g": _list_price(1.01),
+    "a100-40gb": _list_price(4.10),
+    "a100-80gb": _list_price(5.12),
+    "h100-80gb": _list_price(6.88),
+    "h200": _list_price(7.91),
+}
+
+
 class PricingSettings(_Section):
     """The one price table: gateway budgets, cost metrics and the capacity planner use it."""
 
@@ -133,6 +180,37 @@ class PricingSettings(_Section):
     default: ModelPrice = Field(
         default_factory=ModelPrice, description="Price for a model not listed in pricing.models."
     )
+    gpu_hour_usd: dict[str, GpuHourPrice] = Field(
+        default_factory=lambda: {k: GpuHourPrice(**v) for k, v in DEFAULT_GPU_HOUR_USD.items()},
+        description="USD per GPU-hour by GPU name (l4, a10g, a100-40gb, a100-80gb, h100-80gb, "
+        "h200, or your own): {reserved, on_demand, spot}. Entries merge over the built-in "
+        "typical 2025 list prices; a field left out keeps its default.",
+    )
+    spot_preemptions_per_hour: float = Field(
+        0.01,
+        ge=0,
+        le=60,
+        description="Expected reclaims per spot replica-hour (0.01: about 7 per replica-month).",
+    )
+    reserved_term_months: int = Field(
+        12, ge=1, le=60, description="Length of a reserved commitment (one year by default)."
+    )
+
+    @field_validator("gpu_hour_usd", mode="before")
+    @classmethod
+    def _over_defaults(cls, value: Any) -> Any:
+        """Merge the configured entries (names lower-cased) over the built-in table."""
+        if not isinstance(value, dict):
+            return value  # pydantic names the type error
+        merged: dict[str, Any] = {k: dict(v) for k, v in DEFAULT_GPU_HOUR_USD.items()}
+        for name, entry in value.items():
+            key = str(name).lower()
+            if isinstance(entry, GpuHourPrice):
+                entry = entry.model_dump()
+            if isinstance(entry, dict) and key in merged:
+                entry = {**merged[key], **entry}
+            merged[key] = entry
+        return merged
 
 
 class LimitSettings(_Section):
@@ -186,6 +264,12 @@ class UpstreamSettings(_Section):
     timeout_s: float = Field(600.0, gt=0, description="Total time one call may take.")
     connect_timeout_s: float = Field(5.0, gt=0)
     max_connections: int = Field(256, ge=1, description="Open connections kept to this upstream.")
+    max_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="Requests in flight at which this upstream counts as saturated, so the "
+        "router bursts to the next tier; empty: never saturated.",
+    )
     supports: list[str] | None = Field(
         None,
         description="Optional OpenAI fields this upstream honours (tools, logprobs, n, "
@@ -260,6 +344,170 @@ class GatewaySettings(_Section):
         return self
 
 
+class PipelineSourceSettings(_Section):
+    """One CDC source (`strata.pipeline`): a table of the user's PostgreSQL, streamed through
+    logical replication into one retrieval collection."""
+
+    name: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,39}$",
+        description="Unique source name (lower case, digits, _); the publication and the "
+        "replication slot on the primary are named strata_<name>.",
+    )
+    dsn: SecretStr = Field(
+        description="The primary database: wal_level=logical and a role allowed to replicate."
+    )
+    table: str = Field(
+        pattern=r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$",
+        description="Table to index, optionally schema-qualified (public.tickets).",
+    )
+    primary_key: list[str] = Field(
+        default_factory=list, description="Key columns; empty: the table's primary key."
+    )
+    text_columns: list[str] = Field(
+        default_factory=list, description="Columns whose text is embedded, joined by blank lines."
+    )
+    template: str | None = Field(
+        None, description="Instead of text_columns: e.g. '{title}\\n\\n{body}' ({column} fields)."
+    )
+    metadata_columns: list[str] = Field(
+        default_factory=list, description="Columns copied to each chunk's metadata (filters)."
+    )
+    tenant_column: str | None = Field(None, description="Column naming the row's tenant.")
+    tenant: str | None = Field(
+        None, min_length=1, description="Instead of tenant_column: one tenant owns every row."
+    )
+    collection: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", description="Retrieval collection name."
+    )
+    row_filter: str | None = Field(
+        None,
+        description="SQL condition on the table's columns; only matching rows are indexed, "
+        "e.g. \"status <> 'spam'\".",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PipelineSourceSettings:
+        where = f"pipeline source '{self.name}'"
+        named = {
+            "primary_key": self.primary_key,
+            "text_columns": self.text_columns,
+            "metadata_columns": self.metadata_columns,
+            "tenant_column": [self.tenant_column] if self.tenant_column else [],
+        }
+        for field_name, columns in named.items():
+            for column in columns:
+                _check_sql_name(column, f"{where} {field_name}")
+        if bool(self.text_columns) == (self.template is not None):
+            raise ValueError(f"{where}: set text_columns or template (exactly one)")
+        if self.template is not None:
+            for column in _template_fields(self.template):
+                _check_sql_name(column, f"{where} template")
+        if (self.tenant_column is None) == (self.tenant is None):
+            raise ValueError(f"{where}: set tenant_column or tenant (exactly one)")
+        if self.row_filter is not None and (";" in self.row_filter or not self.row_filter.strip()):
+            raise ValueError(f"{where}: row_filter must be one SQL condition without ';'")
+        return self
+
+    @property
+    def template_columns(self) -> list[str]:
+        """The columns the text is made of (text_columns, or the template's fields)."""
+        if self.template is None:
+            return list(self.text_columns)
+        return list(dict.fromkeys(_template_fields(self.template)))
+
+
+def _check_sql_name(name: str, where: str) -> None:
+    if not (name.isidentifier() and name.isascii() and len(name) <= 63):
+        raise ValueError(f"{where}: {name!r} is not a plain column name")
+
+
+class _FieldCollector(dict[str, str]):
+    """Records the {fields} a format string asks for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: list[str] = []
+
+    def __missing__(self, key: str) -> str:
+        self.fields.append(key)
+        return ""
+
+
+def _template_fields(template: str) -> list[str]:
+    collector = _FieldCollector()
+    try:
+        template.format_map(collector)
+    except (ValueError, AttributeError, IndexError, KeyError) as exc:
+        raise ValueError(f"template must use plain {{column}} fields: {exc}") from exc
+    if not collector.fields:
+        raise ValueError("template names no {column}")
+    return collector.fields
+
+
+class EmbedderSettings(_Section):
+    """The embedding model of the pipeline, the retriever and the gateway's /v1/embeddings."""
+
+    kind: Literal["minilm", "openai"] = Field(
+        "minilm",
+        description="'minilm': the bundled all-MiniLM-L6-v2 (CPU, offline); 'openai': any "
+        "OpenAI-compatible /v1/embeddings endpoint.",
+    )
+    url: str | None = Field(None, description="kind openai: base URL up to /v1.")
+    model: str | None = Field(None, description="kind openai: the model name to request.")
+    dims: int | None = Field(None, ge=1, le=16000, description="kind openai: vector length.")
+    api_key_env: str | None = Field(None, description="Environment variable with the API key.")
+    batch_size: int = Field(32, ge=1, le=2048, description="Texts per model call.")
+    timeout_s: float = Field(30.0, gt=0, description="kind openai: time one call may take.")
+    max_retries: int = Field(6, ge=0, le=20, description="kind openai: retries on 429 / 5xx.")
+
+    @model_validator(mode="after")
+    def _upstream(self) -> EmbedderSettings:
+        if self.kind == "openai":
+            if not self.url or not self.url.startswith(("http://", "https://")):
+                raise ValueError("pipeline.embedder: kind openai needs an http(s) url")
+            if not self.model or self.dims is None:
+                raise ValueError("pipeline.embedder: kind openai needs model and dims")
+        elif self.url or self.model or self.dims:
+            raise ValueError("pipeline.embedder: url, model and dims apply to kind openai only")
+        return self
+
+
+class PipelineSettings(_Section):
+    """CDC → embeddings → pgvector (`strata.pipeline`), and retrieval over it."""
+
+    sources: list[PipelineSourceSettings] = Field(
+        default_factory=list, description="Tables streamed into the index."
+    )
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    chunk_tokens: int = Field(128, ge=16, le=512, description="Most tokens in one chunk.")
+    retry_interval_s: float = Field(
+        30.0, gt=0, description="First delay before a dead-lettered row is retried (doubles)."
+    )
+    max_attempts: int = Field(10, ge=1, description="Tries before a dead letter is left alone.")
+    ef_search: int = Field(100, ge=10, le=1000, description="HNSW candidate list per query.")
+    max_scan_tuples: int = Field(
+        20000, ge=1000, description="Most index tuples a filtered (iterative) scan visits."
+    )
+    freshness_samples: int = Field(
+        10000, ge=100, description="Recent freshness samples kept per source for status."
+    )
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PipelineSettings:
+        names = [s.name for s in self.sources]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"pipeline.sources: names must be unique; repeated: {repeated}")
+        return self
+
+    def source(self, name: str) -> PipelineSourceSettings:
+        """The source called `name`; `KeyError` when none is."""
+        for source in self.sources:
+            if source.name == name:
+                return source
+        raise KeyError(name)
+
+
 class Settings(BaseSettings):
     """The root of the settings tree."""
 
@@ -285,6 +533,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Model endpoints besides the built-in engine (see gateway.engine).",
     )
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     redis_url: SecretStr | None = Field(
         None, description="STRATA_REDIS_URL: share limits among gateway replicas through Redis."
     )
