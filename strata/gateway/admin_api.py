@@ -18,6 +18,7 @@ from strata.errors import PermissionDeniedError
 from strata.gateway.identity import IssuedKey
 from strata.gateway.ledger import usage_report
 from strata.gateway.principal import Limits, Principal, Role
+from strata.gateway.upstream import UpstreamHealth
 
 if TYPE_CHECKING:
     from strata.gateway.runtime import GatewayRuntime
@@ -134,6 +135,23 @@ def admin_router(runtime: GatewayRuntime) -> APIRouter:
         )
         return _plain(tenant)
 
+    @router.get("/upstreams")
+    async def list_upstreams(who: Admin) -> dict[str, Any]:
+        return {"data": [_upstream(h) for h in runtime.router.health_snapshot()]}
+
+    @router.post("/upstreams/{name}/drain")
+    async def drain(name: str, who: Admin) -> dict[str, Any]:
+        """The hook a cloud's preemption notice calls: no new requests, in-flight finish."""
+        health = runtime.router.drain(name)
+        await runtime.keys.audit(who.key_id, "upstream.drain", name)
+        return _upstream(health)
+
+    @router.post("/upstreams/{name}/undrain")
+    async def undrain(name: str, who: Admin) -> dict[str, Any]:
+        health = runtime.router.drain(name, draining=False)
+        await runtime.keys.audit(who.key_id, "upstream.undrain", name)
+        return _upstream(health)
+
     @router.get("/usage")
     async def usage(
         who: Admin,
@@ -151,6 +169,10 @@ def _plain(value: Any) -> dict[str, Any]:
     """A dataclass as a JSON-ready dict (datetimes as ISO strings, nested values included)."""
     encoded: dict[str, Any] = jsonable_encoder(value)
     return encoded
+
+
+def _upstream(health: UpstreamHealth) -> dict[str, Any]:
+    return {**_plain(health), "available": health.available}
 
 
 def _issued(issued: IssuedKey) -> dict[str, Any]:

@@ -443,6 +443,13 @@ class KeyStore:
             await _audit(cur, actor, "user.limits", f"{tenant}/{user}", detail)
         return UserInfo(tenant, user, limits)
 
+    async def audit(
+        self, actor: str, action: str, target: str, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record an admin action that changes no key or tenant (e.g. draining an upstream)."""
+        async with self._transaction() as cur:
+            await _audit(cur, actor, action, target, detail or {})
+
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[Cursor]:
         """A cursor in one transaction: committed on a clean exit, rolled back on an error."""

@@ -24,10 +24,12 @@ class UpstreamHealth:
     healthy: bool  # the last health check passed (True before the first one)
     breaker: BreakerState
     last_error: str | None  # the newest failure, from a health check or a request
+    in_flight: int = 0
+    draining: bool = False
 
     @property
     def available(self) -> bool:
-        return self.healthy and self.breaker != "open"
+        return self.healthy and self.breaker != "open" and not self.draining
 
 
 class Member:
@@ -36,6 +38,8 @@ class Member:
         self.breaker = breaker
         self.healthy = True
         self.last_error: str | None = None
+        self.in_flight = 0  # replies handed out and not yet closed
+        self.draining = False  # told it will go away: no new requests
 
     @property
     def name(self) -> str:
@@ -47,10 +51,20 @@ class Member:
 
     @property
     def available(self) -> bool:
-        return self.healthy and self.breaker.allows()
+        return self.healthy and not self.draining and self.breaker.allows()
+
+    def finished(self) -> None:
+        """One reply handed out earlier was closed."""
+        self.in_flight -= 1
+
+    @property
+    def saturated(self) -> bool:
+        limit = self.upstream.settings.max_in_flight
+        return limit is not None and self.in_flight >= limit
 
     def snapshot(self) -> UpstreamHealth:
         up = self.upstream
         return UpstreamHealth(
-            up.name, up.kind, up.tier, up.models, self.healthy, self.breaker.state, self.last_error
-        )
+            up.name, up.kind, up.tier, up.models, self.healthy, self.breaker.state,
+            self.last_error, self.in_flight, self.draining,
+        )  # fmt: skip

@@ -1,16 +1,17 @@
 """Small routing policies: in which order a group's upstreams are tried, and what is retried.
 
-`ConfigOrder` is the default ordering (the order of `upstreams` in the config). A tier-aware
-policy (reserved before on-demand before spot, say) is another `OrderPolicy`, not a flag.
+`TierOrder` is the default ordering: reserved first, bursting to spot and then on-demand as
+upstreams saturate. `ConfigOrder` (the order of `upstreams` in the config) is the plain one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from strata.config import RoutingSettings
+from strata.config import RoutingSettings, Tier
+from strata.errors import ConfigError
 from strata.gateway.upstream.member import Member
 
 
@@ -25,6 +26,33 @@ class ConfigOrder:
 
     def order(self, members: Sequence[Member]) -> Sequence[Member]:
         return members
+
+
+# Cheapest capacity first: reserved is paid for anyway, spot is the cheapest burst (safe only
+# because the group also has on-demand to fall back to: checked at start-up), on-demand last.
+TIER_RANK: dict[Tier, int] = {"reserved": 0, "spot": 1, "on-demand": 2}
+
+
+class TierOrder:
+    """Reserved first, then bursting to spot, then on-demand: an upstream at its
+    `max_in_flight` moves behind every unsaturated one, and within a rank the least busy goes
+    first. Config order breaks ties (the sort is stable)."""
+
+    def order(self, members: Sequence[Member]) -> Sequence[Member]:
+        return sorted(members, key=lambda m: (m.saturated, TIER_RANK[m.tier], m.in_flight))
+
+
+def check_spot_fallback(groups: Mapping[str, Sequence[Member]]) -> None:
+    """Refuse a group that would serve users from spot without an on-demand upstream to fail
+    over to (a reclaimed spot replica must never leave a model unserved)."""
+    for model, members in groups.items():
+        tiers = {m.tier for m in members}
+        if "spot" in tiers and "on-demand" not in tiers:
+            spot = [m.name for m in members if m.tier == "spot"]
+            raise ConfigError(
+                f"Model '{model}' is served by spot upstreams {spot} without an on-demand "
+                "upstream to fail over to; add one (tier: on-demand) or change their tier."
+            )
 
 
 @dataclass(frozen=True)

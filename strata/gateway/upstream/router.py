@@ -35,7 +35,12 @@ from strata.gateway.upstream.breaker import CircuitBreaker
 from strata.gateway.upstream.errors import AttemptFailed, DeadlineExceeded, TransportError
 from strata.gateway.upstream.health import HealthMonitor
 from strata.gateway.upstream.member import Member, UpstreamHealth
-from strata.gateway.upstream.policy import ConfigOrder, OrderPolicy, RetryPolicy
+from strata.gateway.upstream.policy import (
+    OrderPolicy,
+    RetryPolicy,
+    TierOrder,
+    check_spot_fallback,
+)
 from strata.gateway.upstream.streaming import RoutedEvents, hold_until_content
 from strata.gateway.upstream.upstreams import (
     EngineBinding,
@@ -65,7 +70,8 @@ class Router:
         self.members = tuple(Member(up, breaker()) for up in upstreams)
         self.groups = _groups(self.members)
         self.aliases = _checked_aliases(routing.aliases, self.groups)
-        self.order = order or ConfigOrder()
+        check_spot_fallback(self.groups)
+        self.order = order or TierOrder()
         self.retry = RetryPolicy.from_settings(routing)
         self.health = HealthMonitor(self.members, routing.health_interval_s)
 
@@ -102,6 +108,19 @@ class Router:
                 param="model",
             )
         return served
+
+    def drain(self, name: str, draining: bool = True) -> UpstreamHealth:
+        """Stop (or resume) sending new requests to upstream `name`; in-flight ones finish.
+        The hook a cloud's preemption notice calls. `NotFoundError` for an unknown name."""
+        member = next((m for m in self.members if m.name == name), None)
+        if member is None:
+            raise NotFoundError(
+                f"No upstream named '{name}'; upstreams: {[m.name for m in self.members]}.",
+                code="upstream_not_found",
+            )
+        member.draining = draining
+        logger.warning("upstream %s %s", name, "draining" if draining else "back in rotation")
+        return member.snapshot()
 
     def models_with_dpa(self) -> set[str]:
         """Served models that at least one upstream with a data-processing agreement serves."""
@@ -160,12 +179,17 @@ class Router:
     async def _send(self, member: Member, call: UpstreamCall) -> UpstreamReply:
         loop = asyncio.get_running_loop()
         deadline = min(call.deadline, loop.time() + member.upstream.settings.timeout_s)
+        member.in_flight += 1
         try:
             reply = await member.upstream.send(call, deadline)
-        except DeadlineExceeded as exc:
-            raise AttemptFailed(member.name, str(exc), kind="timeout") from exc
-        except TransportError as exc:
-            raise AttemptFailed(member.name, str(exc)) from exc
+        except BaseException as exc:
+            member.in_flight -= 1
+            if isinstance(exc, DeadlineExceeded):
+                raise AttemptFailed(member.name, str(exc), kind="timeout") from exc
+            if isinstance(exc, TransportError):
+                raise AttemptFailed(member.name, str(exc)) from exc
+            raise
+        reply.on_close(member.finished)
         if self.retry.retryable(reply.status):
             await reply.aclose()
             raise _status_failure(member, reply)

@@ -100,6 +100,19 @@ class UpstreamReply:
         if close is not None:
             await close()
 
+    def on_close(self, done: Callable[[], None]) -> None:
+        """Call `done` once when this reply is closed (after the upstream's own close)."""
+        inner = self._close
+
+        async def close() -> None:
+            try:
+                if inner is not None:
+                    await inner()
+            finally:
+                done()
+
+        self._close = close
+
 
 class Upstream(ABC):
     """One model endpoint; connections open on first use, `aclose()` at shutdown."""
