@@ -15,7 +15,11 @@ import torch
 from strata.engine.loader import resolve_model_folder
 
 # Real services, started by the fixtures in these modules on free ports / temp dirs.
-pytest_plugins = ["tests.support.postgres", "tests.support.redis_server"]
+pytest_plugins = [
+    "tests.support.postgres",
+    "tests.support.redis_server",
+    "tests.support.primary_postgres",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "generation_config.json")
