@@ -18,7 +18,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp
 
-from strata.errors import NotFoundError
 from strata.gateway.admin_api import require_admin
 from strata.gateway.body import Endpoint
 from strata.gateway.hot_routes import HotRoutes
@@ -49,6 +48,7 @@ def build_gateway_app(runtime: GatewayRuntime) -> ASGIApp:
     )
     routes = _Routes(runtime)
     app.add_route("/v1/embeddings", routes.embeddings, methods=["POST"])
+    app.add_route("/v1/retrieve", routes.retrieve, methods=["POST"])
     app.add_route("/v1/models", routes.models, methods=["GET"])
     app.add_route("/healthz", routes.healthz, methods=["GET"])
     app.add_route("/readyz", routes.readyz, methods=["GET"])
@@ -72,12 +72,10 @@ class _Routes:
         return handle
 
     async def embeddings(self, request: Request) -> Response:
-        await self.runtime.gateway.authenticate(request)
-        raise NotFoundError(
-            "Embeddings are not available yet: the bundled embedding model arrives with the "
-            "retrieval pipeline.",
-            code="embeddings_unavailable",
-        )
+        return await self.runtime.retrieval.embeddings(request)
+
+    async def retrieve(self, request: Request) -> Response:
+        return await self.runtime.retrieval.retrieve(request)
 
     async def models(self, request: Request) -> Response:
         principal = await self.runtime.gateway.authenticate(request)

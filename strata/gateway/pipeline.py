@@ -110,7 +110,7 @@ class Gateway:
             deadline=asyncio.get_running_loop().time() + self._gateway.request_timeout_s,
             require_dpa=call.principal.require_dpa,
         )
-        finish = _Finisher(self, reservation)
+        finish = Finisher(self, reservation)
         try:
             reply = await unless_disconnected(
                 request, self.parts.router.dispatch(call.model, upstream_call)
@@ -131,6 +131,13 @@ class Gateway:
         finally:
             await reply.aclose()
             await finish(call)
+
+    async def admit(self, call: Call, tokens: int) -> Finisher:
+        """Reserve `tokens` (priced as prompt tokens of `call.model`) against every limit of
+        the caller; the returned finisher settles or releases it and writes the ledger row."""
+        cost = self.parts.prices.cost(call.model, tokens, 0)
+        ask = Ask(requests=1, tokens=tokens, cost_usd=cost)
+        return Finisher(self, await self.parts.limiter.reserve(call.principal.scopes(), ask))
 
     def record(self, call: Call) -> None:
         usage = call.final_usage()
@@ -156,7 +163,7 @@ class Gateway:
         )
 
 
-class _Finisher:
+class Finisher:
     """Settles or releases one reservation and writes the ledger row, exactly once."""
 
     def __init__(self, gateway: Gateway, reservation: Reservation) -> None:

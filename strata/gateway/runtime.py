@@ -8,6 +8,7 @@ same list backwards, so the ledger's last rows are written before the store goes
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +28,9 @@ from strata.gateway.identity import IssuedKey, KeyStore
 from strata.gateway.ledger import LedgerWriter, period_starts, period_usage
 from strata.gateway.limits import Limiter, SeedEntry, build_limiter
 from strata.gateway.pipeline import Gateway, GatewayParts
+from strata.gateway.retrieval import RetrievalRoutes
 from strata.gateway.upstream import EngineBinding, Router
+from strata.pipeline.service import PipelineService
 from strata.store.database import Database, Pool
 from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics
 from strata.telemetry.pricing import PriceTable
@@ -86,13 +89,15 @@ class GatewayRuntime:
             await self._start_limits()
             await self._start_engine()
             await self._start_router()
+            self.gateway = Gateway(
+                GatewayParts(self.settings, self.auth, self.limiter, self.router, self.ledger,
+                             PriceTable(self.settings.pricing))
+            )  # fmt: skip
+            self.retrieval = RetrievalRoutes(self.settings, self.gateway, self.pool)
+            await self._start_pipeline()
         except BaseException:
             await self.aclose()
             raise
-        self.gateway = Gateway(
-            GatewayParts(self.settings, self.auth, self.limiter, self.router, self.ledger,
-                         PriceTable(self.settings.pricing))
-        )  # fmt: skip
         _settle_the_heap()
 
     async def aclose(self) -> None:
@@ -141,6 +146,15 @@ class GatewayRuntime:
         )
         await self.router.start()
         self._stack.push_async_callback(self.router.aclose)
+
+    async def _start_pipeline(self) -> None:
+        """Stream every configured CDC source into the index, in this process."""
+        if not self.settings.pipeline.sources:
+            return
+        embedder = await self.retrieval.embedder.get()
+        service = PipelineService(self.settings, self.database.conninfo, embedder)
+        await asyncio.to_thread(service.start)
+        self._stack.push_async_callback(asyncio.to_thread, service.stop)
 
     def admin_router(self) -> APIRouter:
         return admin_router(self)

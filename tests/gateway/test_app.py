@@ -149,11 +149,6 @@ def test_oversized_body_is_413(gateway: LiveGateway) -> None:
     assert reply.status_code == 413
 
 
-def test_embeddings_say_they_are_not_available_yet(gateway: LiveGateway) -> None:
-    with pytest.raises(openai.NotFoundError, match="not available yet"):
-        gateway.client(gateway.create_key()).embeddings.create(model="mock-model", input="x")
-
-
 def test_health_and_readiness(gateway: LiveGateway) -> None:
     with gateway.http() as http:
         assert http.get("/healthz").json() == {"status": "ok"}
