@@ -99,6 +99,18 @@ def bench_gateway(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
+@bench_app.command(
+    "failover", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_failover(ctx: typer.Context) -> None:
+    """Spot failover under load: two engine servers behind the gateway, one marked spot and
+    killed with SIGKILL mid-run. Options: --model, --clients, --duration-s, --kill-at-s,
+    --max-tokens, --out. About a minute with the bundled model."""
+    from strata.bench.failover.main import main
+
+    main(list(ctx.args))
+
+
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
