@@ -24,6 +24,7 @@ class Outcome:
     stream: bool
     kind: Kind
     detail: str = ""
+    first_content: float | None = None  # streamed: when the first text arrived
 
 
 def body(stream: bool, max_tokens: int) -> dict[str, object]:
@@ -41,9 +42,16 @@ async def client(
 ) -> None:
     """Send requests one after another until `until`, recording each outcome."""
     while time.monotonic() < until:
-        started = time.monotonic()
-        kind, detail = await (_streamed if stream else _plain)(http, max_tokens)
-        out.append(Outcome(started, time.monotonic(), stream, kind, detail))
+        started, seen = time.monotonic(), _FirstContent()
+        if stream:
+            kind, detail = await _streamed(http, max_tokens, seen)
+        else:
+            kind, detail = await _plain(http, max_tokens)
+        out.append(Outcome(started, time.monotonic(), stream, kind, detail, seen.at))
+
+
+class _FirstContent:
+    at: float | None = None
 
 
 async def _plain(http: httpx.AsyncClient, max_tokens: int) -> tuple[Kind, str]:
@@ -54,7 +62,9 @@ async def _plain(http: httpx.AsyncClient, max_tokens: int) -> tuple[Kind, str]:
     return ("ok", "") if reply.status_code == 200 else ("failed_before_content", reply.text[:200])
 
 
-async def _streamed(http: httpx.AsyncClient, max_tokens: int) -> tuple[Kind, str]:
+async def _streamed(
+    http: httpx.AsyncClient, max_tokens: int, seen: _FirstContent
+) -> tuple[Kind, str]:
     content = False
     try:
         async with http.stream("POST", "/v1/chat/completions", json=body(True, max_tokens)) as r:
@@ -64,7 +74,8 @@ async def _streamed(http: httpx.AsyncClient, max_tokens: int) -> tuple[Kind, str
                 kind = _event(line, content)
                 if kind is not None:
                     return kind, ""
-                content = content or '"content":"' in line
+                if not content and '"content":"' in line:
+                    content, seen.at = True, time.monotonic()
     except httpx.HTTPError as exc:
         return ("broken_stream" if content else "failed_before_content"), type(exc).__name__
     return ("broken_stream" if content else "failed_before_content"), "no [DONE]"

@@ -47,7 +47,7 @@ def summary(result: FailoverResult) -> dict[str, Any]:
             "not_streamed": {k: result.count(k, stream=False) for k in KINDS},
         },
         "out_of_rotation_s": result.out_of_rotation_s,
-        "first_fallback_success_s": result.first_fallback_success_s,
+        "first_fallback_content_s": result.first_fallback_content_s,
         "latency_ms": {
             f"{'stream' if s else 'plain'}_{'after' if a else 'before'}_kill_p{q}": (
                 result.latency_ms(a, s, q)
@@ -101,9 +101,9 @@ def markdown(data: dict[str, Any]) -> str:
         "(target 0).",
         f"- Spot out of rotation (kill → the gateway reports it unavailable): "
         f"**{_s(data['out_of_rotation_s'])}**.",
-        "- First success from the fallback (kill → end of the first request started after it",
-        f"  that succeeded): **{_s(data['first_fallback_success_s'])}**. Target: failover ≤ 1 s "
-        "on loopback (the seed's rule: 90 s).",
+        "- New traffic served again (kill → first text of a stream started after it, from the",
+        f"  fallback): **{_s(data['first_fallback_content_s'])}**. Target: failover ≤ 1 s on "
+        "loopback (the seed's rule: 90 s).",
         f"- Latency p50 / p99, not streamed: {before[0]} before the kill, {after[0]} after; "
         f"streamed: {before[1]} before, {after[1]} after (afterwards the fallback carries all",
         "  the load).",

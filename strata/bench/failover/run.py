@@ -32,10 +32,15 @@ class FailoverResult:
         return sum(1 for o in self.outcomes if o.kind == kind and stream in (None, o.stream))
 
     @property
-    def first_fallback_success_s(self) -> float | None:
-        """From the kill to the end of the first request started after it that succeeded."""
-        ends = [o.ended for o in self.outcomes if o.started >= self.killed_at and o.kind == "ok"]
-        return min(ends) - self.killed_at if ends else None
+    def first_fallback_content_s(self) -> float | None:
+        """From the kill to the first text of a stream started after it: when new traffic is
+        being served again (by the fallback, the only replica left)."""
+        firsts = [
+            o.first_content
+            for o in self.outcomes
+            if o.started >= self.killed_at and o.first_content is not None
+        ]
+        return min(firsts) - self.killed_at if firsts else None
 
     def latency_ms(self, after_kill: bool, stream: bool, q: float) -> float | None:
         """Percentile `q` of completed requests started before or after the kill."""
