@@ -19,6 +19,7 @@ import yaml
 
 from strata import __version__
 from strata.bench.serve_command import bench_serve
+from strata.cli_options import ConfigOption
 from strata.compute.commands import plan_app
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, StrataError
@@ -111,16 +112,6 @@ def bench_failover(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="YAML settings file. Default: $STRATA_CONFIG, else ./strata.yaml when present.",
-        dir_okay=False,
-        show_default=False,
-    ),
-]
 PortOption = Annotated[
     int | None, typer.Option(min=1, max=65535, help="TCP port to listen on.", show_default=False)
 ]

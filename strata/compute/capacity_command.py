@@ -10,16 +10,12 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from strata.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, ConfigOption, JsonOption, settings_from
 from strata.compute.capacity import CapacityInputs, TierPrices, plan_capacity
 from strata.compute.capacity_report import capacity_json, capacity_lines
 from strata.compute.cli_common import (
-    EXIT_BAD_INPUT,
-    EXIT_FAILED,
-    ConfigOption,
-    JsonOption,
     emit,
     fail,
-    settings_from,
 )
 from strata.compute.gpus import canonical_name
 from strata.compute.traffic import TrafficProfile, ledger_profile, read_csv, shaped_profile

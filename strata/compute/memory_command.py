@@ -8,13 +8,10 @@ from typing import Annotated
 
 import typer
 
+from strata.cli_options import EXIT_BAD_INPUT, ConfigOption, JsonOption, settings_from
 from strata.compute.cli_common import (
-    EXIT_BAD_INPUT,
-    ConfigOption,
-    JsonOption,
     emit,
     fail,
-    settings_from,
 )
 from strata.compute.engine_plan import EngineInputs, engine_dtype, plan_engine
 from strata.compute.gpus import find_gpu

@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import psycopg
 import typer
 
+from strata.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, ConfigOption, JsonOption
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, InvalidRequestError, StrataError
 from strata.gateway.identity import IssuedKey, KeyInfo, KeyStore, TenantInfo
@@ -27,8 +28,6 @@ from strata.gateway.ledger import ReportBy, UsageRow, usage_report
 from strata.gateway.principal import Limits, Role
 from strata.store.database import Database
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
 ACTOR = "cli"
 T = TypeVar("T")
 
@@ -36,17 +35,6 @@ keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args
 tenants_app = typer.Typer(help="Tenants: data-processing rules and limits.", no_args_is_help=True)
 usage_app = typer.Typer(help="Who used what, from the usage ledger.", no_args_is_help=True)
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="YAML settings file. Default: $STRATA_CONFIG, else ./strata.yaml when present.",
-        dir_okay=False,
-        show_default=False,
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 RpmOption = Annotated[int | None, typer.Option(min=0, help="Requests per minute.")]
 TpmOption = Annotated[int | None, typer.Option(min=0, help="Tokens (prompt+completion) per min.")]
 ConcurrentOption = Annotated[int | None, typer.Option(min=0, help="Requests in flight at once.")]

@@ -27,6 +27,7 @@ import typer
 import yaml
 from pydantic import ValidationError
 
+from strata.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, ConfigOption
 from strata.config import (
     DEFAULT_CONFIG_FILE,
     PipelineSourceSettings,
@@ -40,23 +41,10 @@ from strata.errors import ConfigError, StrataError
 from strata.pipeline.status import SourceReport, source_report
 from strata.store.database import Database
 
-EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
-
 pipeline_app = typer.Typer(
     help="CDC sources: PostgreSQL changes → embeddings → pgvector.", no_args_is_help=True
 )
 
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="YAML settings file. Default: $STRATA_CONFIG, else ./strata.yaml when present.",
-        dir_okay=False,
-        show_default=False,
-    ),
-]
 SourceOption = Annotated[
     list[str] | None, typer.Option("--source", "-s", help="Only this source (repeatable).")
 ]
