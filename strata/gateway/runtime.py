@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from fastapi import APIRouter, FastAPI
+from prometheus_client import generate_latest
 
 from strata.config import Settings
 from strata.engine.engine import Engine
@@ -30,6 +31,7 @@ from strata.gateway.limits import Limiter, SeedEntry, build_limiter
 from strata.gateway.pipeline import Gateway, GatewayParts
 from strata.gateway.retrieval import RetrievalRoutes
 from strata.gateway.upstream import EngineBinding, Router
+from strata.pipeline import METRICS as PIPELINE_METRICS
 from strata.pipeline.service import PipelineService
 from strata.store.database import Database, Pool
 from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics
@@ -181,6 +183,8 @@ class GatewayRuntime:
         return True
 
     def render_metrics(self) -> tuple[bytes, str]:
-        if self._engine_metrics is None:
-            return b"", CONTENT_TYPE
-        return self._engine_metrics.render(), CONTENT_TYPE
+        """The engine's metrics (when it runs here) and the pipeline's, in one scrape."""
+        parts = [generate_latest(PIPELINE_METRICS.registry)]
+        if self._engine_metrics is not None:
+            parts.insert(0, self._engine_metrics.render())
+        return b"".join(parts), CONTENT_TYPE

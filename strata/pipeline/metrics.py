@@ -19,38 +19,38 @@ class PipelineMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.freshness = Histogram(
-            "strata_pipeline_freshness_seconds",
+            "strata:pipeline_freshness_seconds",
             "Source commit to searchable in the index, per transaction.",
             ["source"],
             buckets=FRESHNESS_BUCKETS,
             registry=self.registry,
         )
         self.changes = Counter(
-            "strata_pipeline_changes_total",
+            "strata:pipeline_changes_total",
             "Row changes applied, by kind (upsert, metadata_only, remove, truncate).",
             ["source", "kind"],
             registry=self.registry,
         )
         self.embeddings = Counter(
-            "strata_pipeline_embeddings_total",
+            "strata:pipeline_embeddings_total",
             "Chunk embeddings computed (reused ones not counted).",
             ["source"],
             registry=self.registry,
         )
         self.reused = Counter(
-            "strata_pipeline_embeddings_reused_total",
+            "strata:pipeline_embeddings_reused_total",
             "Chunks whose embedding was reused because their text did not change.",
             ["source"],
             registry=self.registry,
         )
         self.dead_letters = Counter(
-            "strata_pipeline_dead_letters_total",
+            "strata:pipeline_dead_letters_total",
             "Rows that failed to index and were put in the dead-letter table.",
             ["source"],
             registry=self.registry,
         )
         self.slot_lag = Gauge(
-            "strata_pipeline_slot_lag_bytes",
+            "strata:pipeline_slot_lag_bytes",
             "WAL the primary retains for the source's slot beyond the confirmed position.",
             ["source"],
             registry=self.registry,

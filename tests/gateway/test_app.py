@@ -154,3 +154,11 @@ def test_health_and_readiness(gateway: LiveGateway) -> None:
         assert http.get("/healthz").json() == {"status": "ok"}
         ready = http.get("/readyz").json()
     assert ready["ready"] and ready["store"] and ready["upstreams"][0]["name"] == "mock"
+
+
+def test_metrics_need_an_admin_key_and_carry_the_pipelines(gateway: LiveGateway) -> None:
+    with gateway.http(gateway.admin_key) as http:
+        scrape = http.get("/metrics")
+    assert scrape.status_code == 200 and "strata:pipeline" in scrape.text
+    with gateway.http() as http:
+        assert http.get("/metrics").status_code == 401
