@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from strata.config import Settings
-from strata.errors import PermissionDeniedError, StrataError
+from strata.errors import InvalidRequestError, PermissionDeniedError, StrataError
 from strata.gateway import relay
 from strata.gateway.auth import Authenticator
 from strata.gateway.body import Endpoint, GenerationBody, parse_generation, parse_json
@@ -29,6 +29,7 @@ from strata.gateway.hot_routes import read_body
 from strata.gateway.ledger import LedgerWriter, UsageRecord
 from strata.gateway.limits import Ask, Limiter, Reservation, Usage
 from strata.gateway.principal import Principal
+from strata.gateway.rag import Search, augment, rag_request
 from strata.gateway.request_id import HEADER as REQUEST_ID_HEADER
 from strata.gateway.request_id import request_id
 from strata.gateway.sanitize import check_texts
@@ -51,6 +52,7 @@ class GatewayParts:
     router: Router
     ledger: LedgerWriter
     prices: PriceTable
+    search: Search | None = None  # retrieval for RAG chat; None: `rag` requests are refused
 
 
 class Gateway:
@@ -71,9 +73,19 @@ class Gateway:
         body = parse_generation(endpoint, parse_json(raw), self._max_messages)
         model = self._model_for(principal, body.model)
         check_texts(body.texts)
+        body = await self._augmented(body, principal)
         call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body))
         reservation = await self.parts.limiter.reserve(principal.scopes(), self._ask(call))
         return await self._dispatch(request, body, call, reservation)
+
+    async def _augmented(self, body: GenerationBody, principal: Principal) -> GenerationBody:
+        """With a `rag` extension: the caller's documents put into the prompt as data."""
+        rag = rag_request(body)
+        if rag is None:
+            return body
+        if self.parts.search is None:
+            raise InvalidRequestError("rag: retrieval is not enabled on this gateway.", param="rag")
+        return await augment(body, rag, principal, self.parts.search)
 
     @property
     def _max_messages(self) -> int:

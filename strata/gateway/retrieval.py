@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -24,6 +24,8 @@ from strata.gateway.body import parse_json
 from strata.gateway.call import Call, TokenUsage
 from strata.gateway.hot_routes import read_body
 from strata.gateway.pipeline import Gateway
+from strata.gateway.principal import Principal
+from strata.gateway.rag import Search
 from strata.gateway.request_id import HEADER as REQUEST_ID_HEADER
 from strata.gateway.request_id import request_id
 from strata.http_errors import describe_validation_errors
@@ -84,14 +86,32 @@ class LazyEmbedder:
         return self._embedder
 
 
+def search_for(settings: Settings, pool: Pool, embedder: LazyEmbedder) -> Search:
+    """Tenant-scoped search over strata's index, for /v1/retrieve and RAG chat."""
+
+    async def search(
+        principal: Principal, collection: str, query: str, k: int, where: dict[str, Any] | None
+    ) -> Sequence[Hit]:
+        retriever = Retriever.from_settings(settings, pool, await embedder.get())
+        return await retriever.search(principal.tenant, collection, query, k, where)
+
+    return search
+
+
+def lazy_embedder(settings: Settings) -> LazyEmbedder:
+    return LazyEmbedder(lambda: build_embedder(settings.pipeline.embedder))
+
+
 class RetrievalRoutes:
     """Handlers for the two routes; each reads: auth → validate → reserve → work → settle."""
 
-    def __init__(self, settings: Settings, gateway: Gateway, pool: Pool) -> None:
+    def __init__(
+        self, settings: Settings, gateway: Gateway, pool: Pool, embedder: LazyEmbedder
+    ) -> None:
         self._settings = settings
         self._gateway = gateway
         self._pool = pool
-        self.embedder = LazyEmbedder(lambda: build_embedder(settings.pipeline.embedder))
+        self.embedder = embedder
 
     async def embeddings(self, request: Request) -> Response:
         principal = await self._gateway.authenticate(request)
@@ -122,10 +142,8 @@ class RetrievalRoutes:
                 code="collection_not_allowed",
                 param="collection",
             )
-        embedder = await self.embedder.get()
-        retriever = Retriever.from_settings(self._settings, self._pool, embedder)
-        hits = await retriever.search(
-            principal.tenant, body.collection, body.query, k=body.k, metadata_filter=body.filter
+        hits = await search_for(self._settings, self._pool, self.embedder)(
+            principal, body.collection, body.query, body.k, body.filter
         )
         return JSONResponse({"object": "list", "data": [_hit_json(h) for h in hits]})
 

@@ -29,7 +29,7 @@ from strata.gateway.identity import IssuedKey, KeyStore
 from strata.gateway.ledger import LedgerWriter, period_starts, period_usage
 from strata.gateway.limits import Limiter, SeedEntry, build_limiter
 from strata.gateway.pipeline import Gateway, GatewayParts
-from strata.gateway.retrieval import RetrievalRoutes
+from strata.gateway.retrieval import RetrievalRoutes, lazy_embedder, search_for
 from strata.gateway.upstream import EngineBinding, Router
 from strata.pipeline import METRICS as PIPELINE_METRICS
 from strata.pipeline.service import PipelineService
@@ -91,11 +91,13 @@ class GatewayRuntime:
             await self._start_limits()
             await self._start_engine()
             await self._start_router()
+            embedder = lazy_embedder(self.settings)
+            search = search_for(self.settings, self.pool, embedder)
             self.gateway = Gateway(
                 GatewayParts(self.settings, self.auth, self.limiter, self.router, self.ledger,
-                             PriceTable(self.settings.pricing))
+                             PriceTable(self.settings.pricing), search)
             )  # fmt: skip
-            self.retrieval = RetrievalRoutes(self.settings, self.gateway, self.pool)
+            self.retrieval = RetrievalRoutes(self.settings, self.gateway, self.pool, embedder)
             await self._start_pipeline()
         except BaseException:
             await self.aclose()

@@ -5,30 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterator
-from pathlib import Path
 
 import openai
 import psycopg
 import pytest
 
 from strata.pipeline.index import vector_text
-from tests.gateway.conftest import gateway_settings
 from tests.support.live_gateway import LiveGateway
-from tests.support.mock_upstream import MockUpstream
 
 DOCS = [
     ("acme", "1", "Refunds are paid back to the card within five days."),
     ("acme", "2", "Reset your password from the login page."),
     ("globex", "3", "Refunds for globex invoices go through finance."),
 ]
-
-
-@pytest.fixture
-def gateway(pg_dsn: str, tmp_path: Path, mock_upstream: MockUpstream) -> Iterator[LiveGateway]:
-    settings = gateway_settings(pg_dsn, tmp_path, mock_upstream, gateway={"ledger_flush_ms": 20})
-    with LiveGateway(settings) as live:
-        yield live
 
 
 def _index(gateway: LiveGateway) -> None:
