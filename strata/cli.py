@@ -241,6 +241,7 @@ def _builtin_engine(settings: Settings) -> BuiltinEngine:
     from strata.engine.engine import Engine
     from strata.engine.server import build_engine_app
     from strata.gateway.runtime import BuiltinEngine
+    from strata.telemetry.engine_metrics import EngineMetrics
 
     try:
         engine = Engine.from_settings(settings.engine, settings.model_cache_dir, settings.slo)
@@ -249,7 +250,9 @@ def _builtin_engine(settings: Settings) -> BuiltinEngine:
     except StrataError as exc:
         _fail(exc.message, EXIT_CANNOT_START)
     token = secrets.token_urlsafe(32)  # in-process only: never leaves this process
-    return BuiltinEngine(engine, build_engine_app(engine, token, manage_engine=False), token)
+    metrics = EngineMetrics(engine.stats)
+    app = build_engine_app(engine, token, manage_engine=False, metrics=metrics)
+    return BuiltinEngine(engine, app, token, metrics)
 
 
 def _print_bootstrap_key(issued: IssuedKey) -> None:

@@ -508,6 +508,16 @@ class PipelineSettings(_Section):
         raise KeyError(name)
 
 
+class TelemetrySettings(_Section):
+    """Metrics (`strata.telemetry`)."""
+
+    tenant_labels: list[str] = Field(
+        default_factory=list,
+        description="Tenants that get their own label on per-tenant metrics; every other tenant "
+        "counts as 'other' (bounded label cardinality).",
+    )
+
+
 class Settings(BaseSettings):
     """The root of the settings tree."""
 
@@ -534,6 +544,7 @@ class Settings(BaseSettings):
         description="Model endpoints besides the built-in engine (see gateway.engine).",
     )
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     redis_url: SecretStr | None = Field(
         None, description="STRATA_REDIS_URL: share limits among gateway replicas through Redis."
     )

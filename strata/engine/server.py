@@ -64,8 +64,15 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away"; nobody
 _T = TypeVar("_T")
 
 
-def build_engine_app(engine: Engine, token: str, *, manage_engine: bool = True) -> FastAPI:
-    """The engine's HTTP app. With `manage_engine` the app starts and stops the engine loop."""
+def build_engine_app(
+    engine: Engine,
+    token: str,
+    *,
+    manage_engine: bool = True,
+    metrics: EngineMetrics | None = None,
+) -> FastAPI:
+    """The engine's HTTP app. With `manage_engine` the app starts and stops the engine loop;
+    `metrics` lets an embedding process (the gateway) scrape what this app records."""
     if not token:
         raise ConfigError("The engine server needs a non-empty bearer token.")
     app = FastAPI(
@@ -79,7 +86,7 @@ def build_engine_app(engine: Engine, token: str, *, manage_engine: bool = True) 
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_api_route("/healthz", _health_route(engine), methods=["GET"])
-    routes = _OpenAIRoutes(engine, EngineMetrics(engine.stats))
+    routes = _OpenAIRoutes(engine, metrics or EngineMetrics(engine.stats))
     app.include_router(routes.router(), dependencies=[Depends(bearer_auth(token))])
     return app
 

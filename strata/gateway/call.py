@@ -58,6 +58,7 @@ class Call:
     usage: TokenUsage | None = None
     status: int = 200
     error_code: str | None = None
+    route: str = "/v1/chat/completions"
 
     def note_chunk(self) -> None:
         if self.first_token_at is None:

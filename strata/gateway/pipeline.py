@@ -20,11 +20,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from strata.config import Settings
-from strata.errors import InvalidRequestError, PermissionDeniedError, StrataError
+from strata.errors import (
+    InvalidRequestError,
+    PermissionDeniedError,
+    RequestError,
+    StrataError,
+)
 from strata.gateway import relay
 from strata.gateway.auth import Authenticator
 from strata.gateway.body import Endpoint, GenerationBody, parse_generation, parse_json
-from strata.gateway.call import Call
+from strata.gateway.call import Call, TokenUsage
 from strata.gateway.hot_routes import read_body
 from strata.gateway.ledger import LedgerWriter, UsageRecord
 from strata.gateway.limits import Ask, Limiter, Reservation, Usage
@@ -36,10 +41,12 @@ from strata.gateway.sanitize import check_texts
 from strata.gateway.tokens import estimate_prompt_tokens
 from strata.gateway.upstream import Router, UpstreamCall
 from strata.http_disconnect import unless_disconnected
+from strata.telemetry.gateway_metrics import GatewayMetrics
 from strata.telemetry.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
 PATHS: Mapping[Endpoint, str] = {"chat": "/chat/completions", "completions": "/completions"}
+ROUTES: Mapping[Endpoint, str] = {e: "/v1" + path for e, path in PATHS.items()}
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class GatewayParts:
     ledger: LedgerWriter
     prices: PriceTable
     search: Search | None = None  # retrieval for RAG chat; None: `rag` requests are refused
+    metrics: GatewayMetrics | None = None
 
 
 class Gateway:
@@ -74,8 +82,14 @@ class Gateway:
         model = self._model_for(principal, body.model)
         check_texts(body.texts)
         body = await self._augmented(body, principal)
-        call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body))
-        reservation = await self.parts.limiter.reserve(principal.scopes(), self._ask(call))
+        call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body),
+                    route=ROUTES[endpoint])  # fmt: skip
+        try:
+            reservation = await self.parts.limiter.reserve(principal.scopes(), self._ask(call))
+        except RequestError as exc:
+            if self.parts.metrics is not None:
+                self.parts.metrics.rejected(exc.code or exc.error_type)
+            raise
         return await self._dispatch(request, body, call, reservation)
 
     async def _augmented(self, body: GenerationBody, principal: Principal) -> GenerationBody:
@@ -154,6 +168,9 @@ class Gateway:
     def record(self, call: Call) -> None:
         usage = call.final_usage()
         cost = self.parts.prices.cost(call.model, usage.prompt_tokens, usage.completion_tokens)
+        if self.parts.metrics is not None:
+            self.parts.metrics.request(call.route, call.status, call.principal.tenant,
+                                       _Measured(usage, cost, call))  # fmt: skip
         self.parts.ledger.record(
             UsageRecord(
                 request_id=call.request_id,
@@ -173,6 +190,32 @@ class Gateway:
                 cost_usd=cost,
             )
         )
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """A finished call as the metrics read it."""
+
+    usage: TokenUsage
+    cost_usd: float
+    call: Call
+
+    @property
+    def prompt_tokens(self) -> int:
+        return self.usage.prompt_tokens
+
+    @property
+    def completion_tokens(self) -> int:
+        return self.usage.completion_tokens
+
+    @property
+    def duration_s(self) -> float:
+        return self.call.duration_ms / 1000
+
+    @property
+    def ttft_s(self) -> float | None:
+        ttft = self.call.ttft_ms
+        return None if ttft is None else ttft / 1000
 
 
 class Finisher:

@@ -120,8 +120,9 @@ class RetrievalRoutes:
         _check_model(body, embedder)
         texts = body.texts()
         tokens = sum(count_tokens(texts))
-        call = Call(request_id(request.headers.get(REQUEST_ID_HEADER)), principal,
-                    embedder.model, tokens, 0, upstream="embedder")  # fmt: skip
+        rid = request_id(request.headers.get(REQUEST_ID_HEADER))
+        call = Call(rid, principal, embedder.model, tokens, 0, upstream="embedder",
+                    route="/v1/embeddings")  # fmt: skip
         finish = await self._gateway.admit(call, tokens)
         try:
             vectors = await embedder.embed(texts)

@@ -35,6 +35,7 @@ from strata.pipeline import METRICS as PIPELINE_METRICS
 from strata.pipeline.service import PipelineService
 from strata.store.database import Database, Pool
 from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics
+from strata.telemetry.gateway_metrics import GatewayMetrics
 from strata.telemetry.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class BuiltinEngine:
     engine: Engine
     app: Any  # the ASGI app from strata.engine.server.build_engine_app
     token: str
+    metrics: EngineMetrics  # what that app records, scraped by the gateway's /metrics
 
 
 def _settle_the_heap() -> None:
@@ -71,7 +73,7 @@ class GatewayRuntime:
         self._on_bootstrap_key = on_bootstrap_key
         self._stack = AsyncExitStack()
         self.database = Database(settings)
-        self._engine_metrics = EngineMetrics(engine.engine.stats) if engine else None
+        self._engine_metrics = engine.metrics if engine else None
 
     @asynccontextmanager
     async def lifespan(self, app: FastAPI) -> AsyncIterator[None]:
@@ -93,9 +95,12 @@ class GatewayRuntime:
             await self._start_router()
             embedder = lazy_embedder(self.settings)
             search = search_for(self.settings, self.pool, embedder)
+            self.gateway_metrics = GatewayMetrics(
+                self.settings.telemetry.tenant_labels, self.router.health_snapshot
+            )
             self.gateway = Gateway(
                 GatewayParts(self.settings, self.auth, self.limiter, self.router, self.ledger,
-                             PriceTable(self.settings.pricing), search)
+                             PriceTable(self.settings.pricing), search, self.gateway_metrics)
             )  # fmt: skip
             self.retrieval = RetrievalRoutes(self.settings, self.gateway, self.pool, embedder)
             await self._start_pipeline()
@@ -186,7 +191,7 @@ class GatewayRuntime:
 
     def render_metrics(self) -> tuple[bytes, str]:
         """The engine's metrics (when it runs here) and the pipeline's, in one scrape."""
-        parts = [generate_latest(PIPELINE_METRICS.registry)]
+        parts = [self.gateway_metrics.render(), generate_latest(PIPELINE_METRICS.registry)]
         if self._engine_metrics is not None:
             parts.insert(0, self._engine_metrics.render())
         return b"".join(parts), CONTENT_TYPE

@@ -157,8 +157,13 @@ def test_health_and_readiness(gateway: LiveGateway) -> None:
 
 
 def test_metrics_need_an_admin_key_and_carry_the_pipelines(gateway: LiveGateway) -> None:
+    gateway.client(gateway.create_key()).chat.completions.create(**CHAT)
     with gateway.http(gateway.admin_key) as http:
         scrape = http.get("/metrics")
     assert scrape.status_code == 200 and "strata:pipeline" in scrape.text
+    assert 'strata:gateway_requests_total{route="/v1/chat/completions",status="200"} 1.0' in (
+        scrape.text
+    )
+    assert 'strata:upstream_available{tier="on-demand",upstream="mock"} 1.0' in scrape.text
     with gateway.http() as http:
         assert http.get("/metrics").status_code == 401
