@@ -329,7 +329,11 @@ class GatewaySettings(_Section):
     )
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
-    ledger_flush_ms: float = Field(200.0, gt=0, description="Usage ledger batch interval.")
+    ledger_flush_ms: float = Field(
+        100.0,
+        gt=0,
+        description="Usage ledger batch interval (short: each batch is one short pause).",
+    )
     engine: bool = Field(
         True, description="Run the built-in engine in-process as upstream 'engine'."
     )
