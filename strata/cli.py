@@ -24,6 +24,7 @@ from strata.compute.commands import plan_app
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, StrataError
 from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
+from strata.guard.commands import guard_app
 from strata.pipeline.commands import pipeline_app
 
 if TYPE_CHECKING:
@@ -60,6 +61,7 @@ app.add_typer(tenants_app, name="tenants")
 app.add_typer(usage_app, name="usage")
 app.add_typer(plan_app, name="plan")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(guard_app, name="guard")
 
 
 @bench_app.command(

