@@ -522,6 +522,20 @@ class TelemetrySettings(_Section):
     )
 
 
+class GuardSettings(_Section):
+    """The guard step of the gateway (`strata.guard`): what it does per detector, per tenant."""
+
+    enabled: bool = Field(True, description="Run the guard on every generation request.")
+    default: dict[str, Any] = Field(
+        default_factory=lambda: {"injection": "flag"},
+        description="Policy for tenants not listed: injection, injection_threshold, secrets, "
+        "pii, canary, hidden_characters, documents (actions: block, redact, flag, off).",
+    )
+    tenants: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-tenant policies; keys left out keep the default."
+    )
+
+
 class Settings(BaseSettings):
     """The root of the settings tree."""
 
@@ -549,6 +563,7 @@ class Settings(BaseSettings):
     )
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    guard: GuardSettings = Field(default_factory=GuardSettings)
     redis_url: SecretStr | None = Field(
         None, description="STRATA_REDIS_URL: share limits among gateway replicas through Redis."
     )

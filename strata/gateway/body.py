@@ -74,6 +74,7 @@ class GenerationBody:
     prompt_token_ids: int  # token ids given directly (completions with a token-id prompt)
     num_messages: int
     raw: dict[str, Any]
+    trusted: frozenset[str] = frozenset()  # paths of system/developer text: the deployment's
 
     def upstream_body(self, served_model: str, max_tokens: int) -> dict[str, Any]:
         """The body to send upstream: served model name, `max_tokens` clamped to what was
@@ -139,10 +140,12 @@ def _chat_body(parsed: _Chat, raw: dict[str, Any], max_messages: int) -> Generat
             code="too_many_messages",
             param="messages",
         )
+    texts = tuple(_message_texts(parsed.messages))
     return GenerationBody(
         endpoint="chat",
         max_tokens=parsed.max_completion_tokens or parsed.max_tokens,
-        texts=tuple(_message_texts(parsed.messages)),
+        texts=texts,
+        trusted=_trusted(parsed.messages, texts),
         prompt_token_ids=0,
         num_messages=len(parsed.messages),
         raw=raw,
@@ -164,6 +167,11 @@ def _message_texts(messages: list[_Message]) -> list[tuple[str, str]]:
         if message.name is not None:
             texts.append((f"messages.{i}.name", message.name))
     return texts
+
+
+def _trusted(messages: list[_Message], texts: tuple[tuple[str, str], ...]) -> frozenset[str]:
+    own = {str(i) for i, m in enumerate(messages) if m.role in ("system", "developer")}
+    return frozenset(path for path, _ in texts if path.split(".")[1] in own)
 
 
 def _completion_body(parsed: _Completion, raw: dict[str, Any]) -> GenerationBody:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from strata.gateway.principal import Principal
+from strata.guard import GuardVerdict
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Call:
     status: int = 200
     error_code: str | None = None
     route: str = "/v1/chat/completions"
+    guard: GuardVerdict | None = None
 
     def note_chunk(self) -> None:
         if self.first_token_at is None:

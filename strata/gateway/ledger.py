@@ -62,12 +62,14 @@ class UsageRecord:
     status: int = 200
     error_code: str | None = None
     cost_usd: float = 0.0
+    guard_score: float | None = None  # highest injection probability the guard gave
+    guard_flags: str | None = None  # its findings, `detector:kind:action`, comma-separated
 
 
 _COLUMNS = (
     "id", "request_id", "at", "tenant", "user_name", "key_id", "model", "upstream",
     "prompt_tokens", "completion_tokens", "cached_tokens", "ttft_ms", "duration_ms", "status",
-    "error_code", "cost_usd",
+    "error_code", "cost_usd", "guard_score", "guard_flags",
 )  # fmt: skip
 # COPY is the cheapest way in, for the gateway (one text payload, no per-value adaptation on
 # the event loop) and for PostgreSQL. A batch is one transaction with ids fixed when it formed,
@@ -97,6 +99,7 @@ def _copy_line(row_id: str, r: UsageRecord) -> str:
             _text(r.key_id), _text(r.model), _text(r.upstream), str(r.prompt_tokens),
             str(r.completion_tokens), str(r.cached_tokens), _number(r.ttft_ms),
             _number(r.duration_ms), str(r.status), _text(r.error_code), repr(r.cost_usd),
+            _number(r.guard_score), _text(r.guard_flags),
         )
     ) + "\n"  # fmt: skip
 

@@ -30,6 +30,7 @@ from strata.gateway import relay
 from strata.gateway.auth import Authenticator
 from strata.gateway.body import Endpoint, GenerationBody, parse_generation, parse_json
 from strata.gateway.call import Call, TokenUsage
+from strata.gateway.guard_step import GuardStep
 from strata.gateway.hot_routes import read_body
 from strata.gateway.ledger import LedgerWriter, UsageRecord
 from strata.gateway.limits import Ask, Limiter, Reservation, Usage
@@ -40,6 +41,7 @@ from strata.gateway.request_id import request_id
 from strata.gateway.sanitize import check_texts
 from strata.gateway.tokens import estimate_prompt_tokens
 from strata.gateway.upstream import Router, UpstreamCall
+from strata.guard import GuardVerdict
 from strata.http_disconnect import unless_disconnected
 from strata.telemetry.gateway_metrics import GatewayMetrics
 from strata.telemetry.pricing import PriceTable
@@ -61,6 +63,7 @@ class GatewayParts:
     prices: PriceTable
     search: Search | None = None  # retrieval for RAG chat; None: `rag` requests are refused
     metrics: GatewayMetrics | None = None
+    guard: GuardStep | None = None  # None: only the hidden-character check runs
 
 
 class Gateway:
@@ -80,10 +83,10 @@ class Gateway:
         raw = await read_body(request, int(self._gateway.max_body_bytes))
         body = parse_generation(endpoint, parse_json(raw), self._max_messages)
         model = self._model_for(principal, body.model)
-        check_texts(body.texts)
+        body, verdict = self._guarded(body, principal)
         body = await self._augmented(body, principal)
         call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body),
-                    route=ROUTES[endpoint])  # fmt: skip
+                    route=ROUTES[endpoint], guard=verdict)  # fmt: skip
         try:
             reservation = await self.parts.limiter.reserve(principal.scopes(), self._ask(call))
         except RequestError as exc:
@@ -91,6 +94,24 @@ class Gateway:
                 self.parts.metrics.rejected(exc.code or exc.error_type)
             raise
         return await self._dispatch(request, body, call, reservation)
+
+    def _guarded(
+        self, body: GenerationBody, principal: Principal
+    ) -> tuple[GenerationBody, GuardVerdict | None]:
+        """The guard step: the tenant's policy (block, redact, flag) on the request's texts."""
+        if self.parts.guard is None:
+            check_texts(body.texts)
+            return body, None
+        try:
+            guarded, verdict = self.parts.guard.check(body, principal.tenant)
+        except StrataError as exc:
+            if self.parts.metrics is not None:
+                self.parts.metrics.guarded(exc.code or exc.error_type)
+            raise
+        if self.parts.metrics is not None:
+            for finding in verdict.findings:
+                self.parts.metrics.guarded(f"{finding.detector}:{finding.action}")
+        return guarded, verdict
 
     async def _augmented(self, body: GenerationBody, principal: Principal) -> GenerationBody:
         """With a `rag` extension: the caller's documents put into the prompt as data."""
@@ -188,8 +209,17 @@ class Gateway:
                 status=call.status,
                 error_code=call.error_code,
                 cost_usd=cost,
+                guard_score=call.guard.score if call.guard else None,
+                guard_flags=_flags(call.guard),
             )
         )
+
+
+def _flags(verdict: GuardVerdict | None) -> str | None:
+    """The guard's findings for the ledger: `detector:kind:action`, comma-separated."""
+    if verdict is None or not verdict.findings:
+        return None
+    return ",".join(sorted({f"{f.detector}:{f.kind}:{f.action}" for f in verdict.findings}))
 
 
 @dataclass(frozen=True)

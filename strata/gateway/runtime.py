@@ -25,6 +25,7 @@ from strata.errors import StrataError
 from strata.gateway.admin_api import admin_router
 from strata.gateway.auth import Authenticator
 from strata.gateway.dpa import check_dpa_coverage
+from strata.gateway.guard_step import GuardStep
 from strata.gateway.identity import IssuedKey, KeyStore
 from strata.gateway.ledger import LedgerWriter, period_starts, period_usage
 from strata.gateway.limits import Limiter, SeedEntry, build_limiter
@@ -98,9 +99,11 @@ class GatewayRuntime:
             self.gateway_metrics = GatewayMetrics(
                 self.settings.telemetry.tenant_labels, self.router.health_snapshot
             )
+            guard = GuardStep(self.settings.guard) if self.settings.guard.enabled else None
             self.gateway = Gateway(
                 GatewayParts(self.settings, self.auth, self.limiter, self.router, self.ledger,
-                             PriceTable(self.settings.pricing), search, self.gateway_metrics)
+                             PriceTable(self.settings.pricing), search, self.gateway_metrics,
+                             guard)
             )  # fmt: skip
             self.retrieval = RetrievalRoutes(self.settings, self.gateway, self.pool, embedder)
             await self._start_pipeline()

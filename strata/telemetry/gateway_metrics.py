@@ -47,6 +47,9 @@ class GatewayMetrics:
         self._rejections = Counter(PREFIX + "gateway_rejections_total",
                                    "Requests refused by a limit or quota, by its code.",
                                    ["code"], registry=self.registry)  # fmt: skip
+        self._guard = Counter(PREFIX + "gateway_guard_verdicts_total",
+                              "Guard findings by detector and action, and refusals by code.",
+                              ["verdict"], registry=self.registry)  # fmt: skip
         self._tokens = Counter(PREFIX + "gateway_tokens_total",
                                "Tokens per tenant (allow-listed, else 'other') and kind.",
                                ["tenant", "kind"], registry=self.registry)  # fmt: skip
@@ -73,6 +76,10 @@ class GatewayMetrics:
         self._duration.labels(route).observe(usage.duration_s)
         if usage.ttft_s is not None:
             self._ttft.observe(usage.ttft_s)
+
+    def guarded(self, verdict: str) -> None:
+        """One guard finding (`detector:action`) or refusal (its error code)."""
+        self._guard.labels(verdict).inc()
 
     def rejected(self, code: str) -> None:
         self._rejections.labels(code).inc()
