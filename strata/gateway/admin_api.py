@@ -16,7 +16,7 @@ from starlette.requests import Request
 
 from strata.errors import PermissionDeniedError
 from strata.gateway.identity import IssuedKey
-from strata.gateway.ledger import usage_report
+from strata.gateway.ledger import concentration, usage_report
 from strata.gateway.principal import Limits, Principal, Role
 from strata.gateway.upstream import UpstreamHealth
 
@@ -160,7 +160,8 @@ def admin_router(runtime: GatewayRuntime) -> APIRouter:
         since: datetime | None = None,
     ) -> dict[str, Any]:
         rows = await usage_report(runtime.pool, by=by, top=top, since=since)
-        return {"by": by, "data": [_plain(r) for r in rows]}
+        spread = await concentration(runtime.pool, by, since)
+        return {"by": by, "data": [_plain(r) for r in rows], "concentration": _plain(spread)}
 
     return router
 

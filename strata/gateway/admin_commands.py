@@ -24,7 +24,7 @@ from strata.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, ConfigOption, JsonOp
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, InvalidRequestError, StrataError
 from strata.gateway.identity import IssuedKey, KeyInfo, KeyStore, TenantInfo
-from strata.gateway.ledger import ReportBy, UsageRow, usage_report
+from strata.gateway.ledger import Concentration, ReportBy, UsageRow, concentration, usage_report
 from strata.gateway.principal import Limits, Role
 from strata.store.database import Database
 
@@ -279,12 +279,36 @@ def usage_report_command(
 ) -> None:
     """The biggest spenders by cost (then tokens), with their share of the period's totals."""
     start = since.replace(tzinfo=UTC) if since is not None else None
-    rows = _run(config, lambda db: usage_report(db.pool, by, top, start))
+    rows, spread = _run(config, lambda db: _report_and_spread(db, by, top, start))
     if as_json:
-        _echo_json([{**asdict(r), "tokens": r.tokens} for r in rows])
+        rows_json = [{**asdict(r), "tokens": r.tokens} for r in rows]
+        _echo_json({"rows": rows_json, "concentration": asdict(spread)})
         return
     headers = (by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "COST USD", "COST %", "TOKENS %")
     _echo_table(headers, [_usage_line(r) for r in rows])
+    for line in _spread_lines(spread):
+        typer.echo(line)
+
+
+async def _report_and_spread(
+    db: Database, by: str, top: int, since: datetime | None
+) -> tuple[list[UsageRow], Concentration]:
+    return await usage_report(db.pool, by, top, since), await concentration(db.pool, by, since)
+
+
+def _spread_lines(spread: Concentration) -> list[str]:
+    """The concentration curve and the cost-per-request distribution, as sentences."""
+    lines = [""]
+    for share in spread.top:
+        lines.append(
+            f"top {100 * share.fraction:g}% of {spread.by}s ({share.scopes} of {spread.scopes}) "
+            f"= {100 * share.cost_share:.1f}% of cost, {100 * share.token_share:.1f}% of tokens"
+        )
+    q = spread.cost_per_request
+    lines.append(
+        f"cost per request: p50 ${q.p50:.6f}, p90 ${q.p90:.6f}, p99 ${q.p99:.6f}, max ${q.max:.6f}"
+    )
+    return lines
 
 
 def _usage_line(row: UsageRow) -> tuple[str, ...]:

@@ -27,7 +27,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import psycopg
 
@@ -308,16 +308,20 @@ async def usage_report(
 ) -> list[UsageRow]:
     """The `top` biggest spenders grouped `by` user, tenant, key or model since `since`
     (default: all time), by cost then tokens; shares are of everything in the period."""
-    if by not in get_args(ReportBy):
-        raise InvalidRequestError(
-            f"by must be one of {', '.join(get_args(ReportBy))} (got {by!r}).", param="by"
-        )
+    _check_by(by)
     if top < 1:
         raise InvalidRequestError(f"top must be at least 1 (got {top}).", param="top")
     query = _REPORT_SQL.format(group=_GROUP_BY[by])
     async with pool.connection() as conn:
         cursor = await conn.execute(query, {"since": since, "top": top})
         return [_usage_row(row) for row in await cursor.fetchall()]
+
+
+def _check_by(by: str) -> None:
+    if by not in get_args(ReportBy):
+        raise InvalidRequestError(
+            f"by must be one of {', '.join(get_args(ReportBy))} (got {by!r}).", param="by"
+        )
 
 
 _REPORT_SQL = """
@@ -342,6 +346,80 @@ def _usage_row(row: tuple[Any, ...]) -> UsageRow:
         key, requests, int(prompt), int(completion), float(cost), float(cost_share),
         float(token_share),
     )  # fmt: skip
+
+
+TOP_FRACTIONS = (0.01, 0.05, 0.10, 0.20)
+
+
+class TopShare(NamedTuple):
+    """The biggest `fraction` of scopes (`scopes` of them) and their shares of the period."""
+
+    fraction: float
+    scopes: int
+    cost_share: float
+    token_share: float
+
+
+class CostQuantiles(NamedTuple):
+    """Cost per request in US dollars."""
+
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+
+@dataclass(frozen=True)
+class Concentration:
+    """How unevenly usage is spread: what share the biggest users (or tenants, keys, models)
+    take, and the distribution of cost per request."""
+
+    by: str
+    scopes: int
+    top: tuple[TopShare, ...]
+    cost_per_request: CostQuantiles
+
+
+async def concentration(pool: Pool, by: str, since: datetime | None = None) -> Concentration:
+    """The concentration curve ("the top 5% of users = X% of cost") over the period."""
+    _check_by(by)
+    async with pool.connection() as conn:
+        cursor = await conn.execute(_PER_SCOPE_SQL.format(group=_GROUP_BY[by]), {"since": since})
+        per_scope = [(float(c), int(t)) for c, t in await cursor.fetchall()]
+        cursor = await conn.execute(_COST_PER_REQUEST_SQL, {"since": since})
+        row = await cursor.fetchone()
+    quantiles = CostQuantiles(*(float(v or 0) for v in (row or (0, 0, 0, 0))))
+    return Concentration(by, len(per_scope), _top_shares(per_scope), quantiles)
+
+
+def _top_shares(per_scope: list[tuple[float, int]]) -> tuple[TopShare, ...]:
+    """`per_scope` is (cost, tokens) sorted by cost then tokens, biggest first."""
+    total_cost = sum(c for c, _ in per_scope) or 1.0
+    total_tokens = sum(t for _, t in per_scope) or 1
+    shares = []
+    for fraction in TOP_FRACTIONS:
+        n = max(1, round(fraction * len(per_scope))) if per_scope else 0
+        top = per_scope[:n]
+        cost, tokens = sum(c for c, _ in top), sum(t for _, t in top)
+        shares.append(TopShare(fraction, n, cost / total_cost, tokens / total_tokens))
+    return tuple(shares)
+
+
+_PER_SCOPE_SQL = """
+SELECT sum(cost_usd), sum(prompt_tokens + completion_tokens)
+FROM usage_ledger
+WHERE %(since)s::timestamptz IS NULL OR at >= %(since)s
+GROUP BY {group}
+ORDER BY 1 DESC, 2 DESC
+"""
+_COST_PER_REQUEST_SQL = """
+SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY cost_usd),
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY cost_usd),
+       percentile_cont(0.99) WITHIN GROUP (ORDER BY cost_usd),
+       max(cost_usd)
+FROM usage_ledger
+WHERE %(since)s::timestamptz IS NULL OR at >= %(since)s
+"""
 
 
 def period_starts(now: datetime | None = None) -> tuple[datetime, datetime]:

@@ -178,13 +178,18 @@ def _usage(n: int, user: str, cost: float, days_ago: int = 0) -> UsageRecord:
 def test_usage_report(cli: Any, pg_settings: Settings) -> None:
     old = _usage(3, "carol", 9.0, days_ago=40)
     _write_ledger(pg_settings, [_usage(1, "alice", 1.0), _usage(2, "bob", 3.0), old])
-    rows = _json(cli("usage", "report", "--by", "user", "--top", "2", "--json"))
-    assert [r["key"] for r in rows] == ["acme/carol", "acme/bob"]
+    report = _json(cli("usage", "report", "--by", "user", "--top", "2", "--json"))
+    assert [r["key"] for r in report["rows"]] == ["acme/carol", "acme/bob"]
     since = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
-    rows = _json(cli("usage", "report", "--since", since, "--json"))
-    assert [(r["key"], r["cost_share"]) for r in rows] == [("acme/bob", 0.75), ("acme/alice", 0.25)]
+    report = _json(cli("usage", "report", "--since", since, "--json"))
+    rows = [(r["key"], r["cost_share"]) for r in report["rows"]]
+    assert rows == [("acme/bob", 0.75), ("acme/alice", 0.25)]
+    spread = report["concentration"]
+    assert spread["scopes"] == 2 and spread["top"][0][:3] == [0.01, 1, 0.75]
+    assert spread["cost_per_request"][3] == 3.0  # the most expensive request
     text = _ok(cli("usage", "report", "--by", "tenant"))
     assert "TENANT" in text and "acme" in text
+    assert "top 5% of tenants (1 of 1) = 100.0% of cost" in text
     assert cli("usage", "report", "--since", "2025-13-01").exit_code == 2
     assert cli("usage", "report", "--by", "region").exit_code == 2
 

@@ -106,6 +106,10 @@ def test_every_request_gets_a_ledger_row(gateway: LiveGateway, upstream: MockUps
     )
     assert rows[1][6] > 0 and rows[1][7] == 200  # the stream's usage came from its usage chunk
     assert rows[2][7] == 400
+    with gateway.http(gateway.admin_key) as http:
+        usage = http.get("/admin/usage", params={"by": "user"}).json()
+    assert usage["data"][0]["key"] == "acme/carol" and usage["data"][0]["requests"] == 3
+    assert usage["concentration"]["scopes"] == 1
 
 
 def test_a_client_leaving_mid_stream_aborts_the_upstream(
