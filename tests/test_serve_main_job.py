@@ -83,8 +83,8 @@ def test_strata_serve_answers_a_streamed_chat_with_the_bundled_model(
         env=env,
         capture_output=True,
         text=True,
-        check=True,
     )
+    assert made.returncode == 0, f"strata keys create: {made.stderr}\n{made.stdout}"
     key = json.loads(made.stdout)["key"]
     client = openai.OpenAI(base_url=f"{url}/v1", api_key=key, max_retries=0)
     (model,) = [m.id for m in client.models.list()]
