@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from strata.gateway.principal import Principal
-from strata.guard import GuardVerdict
+from strata.guard import Finding, GuardVerdict
 
 
 @dataclass
@@ -61,6 +61,7 @@ class Call:
     error_code: str | None = None
     route: str = "/v1/chat/completions"
     guard: GuardVerdict | None = None
+    output_findings: list[Finding] = field(default_factory=list)  # the guard, on the answer
 
     def note_chunk(self) -> None:
         if self.first_token_at is None:

@@ -9,14 +9,14 @@ injection. What the guard changed is what the upstream receives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
 from strata.config import GuardSettings
 from strata.errors import ConfigError
 from strata.gateway.body import GenerationBody
-from strata.guard import Guard, GuardPolicy, GuardVerdict
+from strata.guard import Guard, GuardPolicy, GuardVerdict, OutputFilter
 
 
 class GuardStep:
@@ -32,6 +32,11 @@ class GuardStep:
 
     def policy(self, tenant: str) -> GuardPolicy:
         return self._tenants.get(tenant, self._default)
+
+    def output_filter(self, tenant: str) -> Callable[[], OutputFilter]:
+        """A maker of fresh output filters (one per answer choice) under `tenant`'s policy."""
+        policy = self.policy(tenant)
+        return lambda: self._guard.output_filter(policy)
 
     def check(self, body: GenerationBody, tenant: str) -> tuple[GenerationBody, GuardVerdict]:
         """The body to forward (redacted where the policy says) and the verdict; raises the

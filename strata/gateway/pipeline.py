@@ -27,6 +27,7 @@ from strata.errors import (
     StrataError,
 )
 from strata.gateway import relay
+from strata.gateway.answer_guard import AnswerGuard
 from strata.gateway.auth import Authenticator
 from strata.gateway.body import Endpoint, GenerationBody, parse_generation, parse_json
 from strata.gateway.call import Call, TokenUsage
@@ -113,6 +114,11 @@ class Gateway:
                 self.parts.metrics.guarded(f"{finding.detector}:{finding.action}")
         return guarded, verdict
 
+    def _answer_guard(self, call: Call) -> AnswerGuard | None:
+        if self.parts.guard is None:
+            return None
+        return AnswerGuard(self.parts.guard.output_filter(call.principal.tenant))
+
     async def _augmented(self, body: GenerationBody, principal: Principal) -> GenerationBody:
         """With a `rag` extension: the caller's documents put into the prompt as data."""
         rag = rag_request(body)
@@ -171,10 +177,11 @@ class Gateway:
             return Response(status_code=relay.CLIENT_CLOSED_REQUEST)
         call.upstream = reply.upstream
         headers = {REQUEST_ID_HEADER: call.request_id}
+        guard = self._answer_guard(call)
         if body.stream and reply.events is not None:
-            return relay.stream_response(call, reply, body.include_usage, finish, headers)
+            return relay.stream_response(call, reply, body.include_usage, finish, headers, guard)
         try:
-            return relay.json_response(call, reply, headers)
+            return relay.json_response(call, reply, headers, guard)
         finally:
             await reply.aclose()
             await finish(call)
@@ -210,16 +217,17 @@ class Gateway:
                 error_code=call.error_code,
                 cost_usd=cost,
                 guard_score=call.guard.score if call.guard else None,
-                guard_flags=_flags(call.guard),
+                guard_flags=_flags(call),
             )
         )
 
 
-def _flags(verdict: GuardVerdict | None) -> str | None:
-    """The guard's findings for the ledger: `detector:kind:action`, comma-separated."""
-    if verdict is None or not verdict.findings:
+def _flags(call: Call) -> str | None:
+    """The guard's findings, request and answer, for the ledger: `detector:kind:action`."""
+    found = [*(call.guard.findings if call.guard else ()), *call.output_findings]
+    if not found:
         return None
-    return ",".join(sorted({f"{f.detector}:{f.kind}:{f.action}" for f in verdict.findings}))
+    return ",".join(sorted({f"{f.detector}:{f.kind}:{f.action}" for f in found}))
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import orjson
 from starlette.responses import Response, StreamingResponse
 
 from strata.errors import StrataError
+from strata.gateway.answer_guard import AnswerGuard
 from strata.gateway.call import Call, TokenUsage
 from strata.http_errors import strata_error_body
 
@@ -40,20 +41,39 @@ class Reply(Protocol):
     async def aclose(self) -> None: ...
 
 
-def json_response(call: Call, reply: Reply, headers: dict[str, str]) -> Response:
-    """A non-streamed answer: the upstream's own bytes and status."""
+def json_response(
+    call: Call, reply: Reply, headers: dict[str, str], guard: AnswerGuard | None = None
+) -> Response:
+    """A non-streamed answer: the upstream's own bytes and status (filtered by `guard`)."""
     body = reply.body or b""
     call.status = reply.status
     if reply.status < 400:
         call.note_body(body)
+        if guard is not None:
+            body = _guarded_body(call, guard, body)
     return Response(body, status_code=reply.status, media_type="application/json", headers=headers)
 
 
+def _guarded_body(call: Call, guard: AnswerGuard, body: bytes) -> bytes:
+    try:
+        return guard.body(body)
+    except StrataError as exc:
+        call.status, call.error_code = exc.status_code, exc.code or exc.error_type
+        raise
+    finally:
+        call.output_findings = guard.findings
+
+
 def stream_response(
-    call: Call, reply: Reply, include_usage: bool, finish: Finish, headers: dict[str, str]
+    call: Call,
+    reply: Reply,
+    include_usage: bool,
+    finish: Finish,
+    headers: dict[str, str],
+    guard: AnswerGuard | None = None,
 ) -> StreamingResponse:
     assert reply.events is not None
-    events = _events(call, reply.events, include_usage)
+    events = _events(call, reply.events, include_usage, guard)
     return StreamingResponse(
         _finishing(call, reply, events, finish),
         media_type="text/event-stream",
@@ -62,19 +82,25 @@ def stream_response(
 
 
 async def _events(
-    call: Call, events: AsyncIterator[bytes], include_usage: bool
+    call: Call, events: AsyncIterator[bytes], include_usage: bool, guard: AnswerGuard | None
 ) -> AsyncIterator[bytes]:
-    async for payload in events:
-        if payload == b"[DONE]":
-            break
-        if any(mark in payload for mark in _USAGE_MARKS) and _usage_only(call, payload):
-            if include_usage:
-                yield b"data: " + payload + b"\n\n"
-            continue
-        if _has_text(payload):
-            call.note_chunk()
-        yield b"data: " + payload + b"\n\n"
-    yield DONE
+    try:
+        async for payload in events:
+            if payload == b"[DONE]":
+                break
+            if any(mark in payload for mark in _USAGE_MARKS) and _usage_only(call, payload):
+                if include_usage:
+                    yield b"data: " + payload + b"\n\n"
+                continue
+            if _has_text(payload):
+                call.note_chunk()
+            if guard is not None:
+                payload = guard.event(payload)
+            yield b"data: " + payload + b"\n\n"
+        yield DONE
+    finally:
+        if guard is not None:
+            call.output_findings = guard.findings
 
 
 async def _finishing(

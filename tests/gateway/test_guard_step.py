@@ -91,3 +91,18 @@ def test_block_redact_and_flag_through_the_gateway(
         flags = _ledger_flags(gw, 2)
         assert any(f and "secret" in f and "redact" in f for f in flags)
         assert any(f and "injection" in f and "flag" in f for f in flags)
+
+
+def test_secrets_in_answers_are_redacted_streamed_and_not(
+    gateway: LiveGateway, upstream: MockUpstream
+) -> None:
+    upstream.text = "Use the key AKIAIOSFODNN7EXAMPLE for the deploy."
+    client = gateway.client(gateway.create_key())
+    messages = [{"role": "user", "content": "Which key?"}]
+    whole = client.chat.completions.create(model="mock-model", messages=messages)
+    text = whole.choices[0].message.content or ""
+    assert "AKIAIOSFODNN7EXAMPLE" not in text and text.startswith("Use the key")
+    chunks = client.chat.completions.create(model="mock-model", messages=messages, stream=True)
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert "AKIAIOSFODNN7EXAMPLE" not in streamed and streamed.endswith("for the deploy.")
+    assert streamed == text
