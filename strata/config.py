@@ -606,6 +606,10 @@ class Settings(BaseSettings):
         return self.data_dir / "engine.token"
 
     @property
+    def guard_secret_file(self) -> Path:
+        return self.data_dir / "guard.secret"
+
+    @property
     def postgres_dir(self) -> Path:
         return self.data_dir / "postgres"
 

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-import os
-import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from uuid import uuid4
 
@@ -51,6 +48,7 @@ from strata.http_errors import (
     strata_error_body,
 )
 from strata.http_limits import BodySizeLimitMiddleware
+from strata.secret_files import read_or_create_secret
 from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics, RequestRecorder
 
 if TYPE_CHECKING:
@@ -114,28 +112,7 @@ def load_or_create_engine_token(settings: Settings) -> str:
         if not configured:
             raise ConfigError("engine_server.token is empty; set a token or remove the key.")
         return configured
-    path = settings.engine_token_file
-    if path.is_file():
-        existing = path.read_text(encoding="utf-8").strip()
-        if existing:
-            _warn_if_readable_by_others(path)
-            return existing
-    token = secrets.token_urlsafe(32)
-    _write_private(path, token + "\n")
-    return token
-
-
-def _warn_if_readable_by_others(path: Path) -> None:
-    if path.stat().st_mode & 0o077:
-        logger.warning("%s is readable by other users; run: chmod 600 %s", path, path)
-
-
-def _write_private(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    path.chmod(0o600)  # O_CREAT's mode does not apply to a file that already existed
+    return read_or_create_secret(settings.engine_token_file)
 
 
 def _engine_lifespan(engine: Engine) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:

@@ -14,7 +14,7 @@ from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 
-from strata.errors import PermissionDeniedError
+from strata.errors import NotFoundError, PermissionDeniedError
 from strata.gateway.identity import IssuedKey
 from strata.gateway.ledger import concentration, usage_report
 from strata.gateway.principal import Limits, Principal, Role
@@ -134,6 +134,15 @@ def admin_router(runtime: GatewayRuntime) -> APIRouter:
             name, require_dpa=body.require_dpa, limits=limits, actor=who.key_id
         )
         return _plain(tenant)
+
+    @router.get("/guard/canary")
+    async def canary(who: Admin) -> dict[str, Any]:
+        """The deployment's canary: put it in system prompts; an answer containing it is
+        withheld (policy `canary`, default block) and counted."""
+        token = getattr(runtime, "canary", None)
+        if token is None:
+            raise NotFoundError("The guard is off (guard.enabled: false): no canary.")
+        return {"canary": token.token}
 
     @router.get("/upstreams")
     async def list_upstreams(who: Admin) -> dict[str, Any]:

@@ -32,8 +32,10 @@ from strata.gateway.limits import Limiter, SeedEntry, build_limiter
 from strata.gateway.pipeline import Gateway, GatewayParts
 from strata.gateway.retrieval import RetrievalRoutes, lazy_embedder, search_for
 from strata.gateway.upstream import EngineBinding, Router
+from strata.guard import Canary, Guard
 from strata.pipeline import METRICS as PIPELINE_METRICS
 from strata.pipeline.service import PipelineService
+from strata.secret_files import read_or_create_secret
 from strata.store.database import Database, Pool
 from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics
 from strata.telemetry.gateway_metrics import GatewayMetrics
@@ -99,7 +101,7 @@ class GatewayRuntime:
             self.gateway_metrics = GatewayMetrics(
                 self.settings.telemetry.tenant_labels, self.router.health_snapshot
             )
-            guard = GuardStep(self.settings.guard) if self.settings.guard.enabled else None
+            guard = self._guard_step()
             self.gateway = Gateway(
                 GatewayParts(self.settings, self.auth, self.limiter, self.router, self.ledger,
                              PriceTable(self.settings.pricing), search, self.gateway_metrics,
@@ -158,6 +160,14 @@ class GatewayRuntime:
         )
         await self.router.start()
         self._stack.push_async_callback(self.router.aclose)
+
+    def _guard_step(self) -> GuardStep | None:
+        """The guard, its canary derived from this deployment's secret (made once, 0600)."""
+        if not self.settings.guard.enabled:
+            return None
+        secret = read_or_create_secret(self.settings.guard_secret_file)
+        self.canary = Canary.derive(secret)
+        return GuardStep(self.settings.guard, Guard(canary=self.canary))
 
     async def _start_pipeline(self) -> None:
         """Stream every configured CDC source into the index, in this process."""
