@@ -16,18 +16,21 @@ def free_port() -> int:
 
 
 def wait_healthy(
-    url: str, proc: subprocess.Popen[str] | subprocess.Popen[bytes], timeout_s: float
+    url: str,
+    proc: subprocess.Popen[str] | subprocess.Popen[bytes],
+    timeout_s: float,
+    path: str = "/healthz",
 ) -> None:
-    """Poll `url`/healthz until it answers 200; RuntimeError if the process exits or the
+    """Poll `url` + `path` until it answers 200; RuntimeError if the process exits or the
     time runs out."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the server exited with status {proc.returncode}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise RuntimeError(f"the server at {url} did not become healthy within {timeout_s:.0f} s")
+    raise RuntimeError(f"the server at {url} did not answer {path} within {timeout_s:.0f} s")

@@ -12,20 +12,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import yaml
 
 from strata.bench.gateway import GatewayBenchError
 from strata.bench.gateway.mock import Mock
 from strata.bench.gateway.modes import MODES, Mode
 from strata.bench.gateway.process import GATEWAY_CORE, launched, log_tail, pinned
-from strata.bench.server_process import free_port
+from strata.bench.server_process import free_port, wait_healthy
 
 LITELLM_SPEC = "litellm[proxy]==1.108.7"  # the one version the package mirror resolves
 LITELLM_VENV = Path(".bench/litellm-venv")
@@ -63,17 +61,10 @@ def _gateway_urls(url: str) -> dict[str, str]:
 
 def _started(proc: subprocess.Popen[bytes], url: str, log: Path, path: str = "/healthz") -> None:
     """Wait until `url` + `path` answers 200; GatewayBenchError with the log's tail if not."""
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise GatewayBenchError(f"{log.stem} exited with {proc.returncode}:\n{log_tail(log)}")
-        try:
-            if httpx.get(f"{url}{path}", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.25)
-    raise GatewayBenchError(f"{log.stem} did not answer {path} in time:\n{log_tail(log)}")
+    try:
+        wait_healthy(url, proc, START_TIMEOUT_S, path)
+    except RuntimeError as exc:
+        raise GatewayBenchError(f"{log.stem}: {exc}:\n{log_tail(log)}") from exc
 
 
 # -- LiteLLM ------------------------------------------------------------------------------------
