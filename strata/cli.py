@@ -114,6 +114,19 @@ def bench_failover(ctx: typer.Context) -> None:
     main(list(ctx.args))
 
 
+@bench_app.command(
+    "pipeline", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_pipeline(ctx: typer.Context) -> None:
+    """The CDC pipeline: backfill throughput, freshness p50/p95/p99 at stepped change rates and
+    embeddings per kind of change, on seeded support tickets with the bundled MiniLM. Options:
+    --documents, --rates, --seconds-per-rate, --seed, --out. About 20 minutes at 10,000
+    documents on 2 cores."""
+    from strata.bench.pipeline.main import main  # torch: only when asked
+
+    main(list(ctx.args))
+
+
 PortOption = Annotated[
     int | None, typer.Option(min=1, max=65535, help="TCP port to listen on.", show_default=False)
 ]

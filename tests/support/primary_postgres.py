@@ -27,33 +27,16 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from strata.store.database import EmbeddedServer
+from strata.store.logical import start_logical_primary
 from tests.support.postgres import _data_dir
-
-_PRIMARY_SETTINGS = (
-    "ALTER SYSTEM SET wal_level = logical",
-    "ALTER SYSTEM SET max_replication_slots = 32",
-    "ALTER SYSTEM SET max_wal_senders = 32",
-    "ALTER SYSTEM SET fsync = off",
-    "ALTER SYSTEM SET synchronous_commit = off",
-    "ALTER SYSTEM SET full_page_writes = off",
-)
 
 
 @pytest.fixture(scope="session")
 def primary_server() -> Iterator[EmbeddedServer]:
     """The session's 'user primary database' server, with `wal_level = logical`."""
     with _data_dir() as data_dir:
-        pgdata = data_dir / "postgres"
-        server = EmbeddedServer.attach(pgdata)
+        server = start_logical_primary(data_dir / "postgres")
         try:
-            with psycopg.connect(server.conninfo, autocommit=True) as conn:
-                for statement in _PRIMARY_SETTINGS:
-                    conn.execute(statement)
-            server.stop()  # wal_level takes effect on restart only
-            server = EmbeddedServer.attach(pgdata)
-            with psycopg.connect(server.conninfo) as conn:
-                row = conn.execute("SHOW wal_level").fetchone()
-            assert row is not None and row[0] == "logical"
             yield server
         finally:
             server.stop()
