@@ -9,6 +9,8 @@ Unknown keys and bad values fail loudly with the dotted key named (`load_setting
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -648,13 +650,30 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings tree; raise `ConfigError` naming each bad key and how to fix it."""
-    if config_file is not None:
-        os.environ["STRATA_CONFIG"] = str(config_file)
+    """Build the settings tree; raise `ConfigError` naming each bad key and how to fix it.
+    `config_file` is read for this call only: the environment (which child processes inherit)
+    is left as it was."""
+    with _config_file(config_file):
+        try:
+            return Settings(**overrides)
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from exc
+
+
+@contextmanager
+def _config_file(path: Path | None) -> Iterator[None]:
+    if path is None:
+        yield
+        return
+    before = os.environ.get("STRATA_CONFIG")
+    os.environ["STRATA_CONFIG"] = str(path)
     try:
-        return Settings(**overrides)
-    except ValidationError as exc:
-        raise ConfigError(describe_validation_error(exc)) from exc
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("STRATA_CONFIG", None)
+        else:
+            os.environ["STRATA_CONFIG"] = before
 
 
 def describe_validation_error(exc: ValidationError) -> str:

@@ -139,3 +139,13 @@ def test_credential_values_never_appear_in_config_errors() -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(redis_url=["redis://:hunter2@host"])
     assert "hunter2" not in caught.value.message and "redis_url" in caught.value.message
+
+
+def test_a_config_file_given_to_load_settings_does_not_leak_into_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STRATA_CONFIG", raising=False)
+    config = tmp_path / "strata.yaml"
+    config.write_text("log_level: debug\n")
+    assert load_settings(config).log_level == "debug"
+    assert "STRATA_CONFIG" not in os.environ  # child processes would inherit it
