@@ -23,7 +23,6 @@ import contextlib
 import logging
 import os
 import re
-import uuid
 from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,15 +125,10 @@ class _Batch:
         return cls(len(records), b"".join(parts))
 
 
-def uuid7(at: datetime) -> uuid.UUID:
-    """A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits, so ids sort by
-    time and the primary-key index grows at its right edge."""
-    return uuid.UUID(int=_uuid7_int(at))
-
-
 def row_id(at: datetime) -> str:
-    """`uuid7(at)` as 32 hex digits (PostgreSQL reads uuids without hyphens), built without
-    a UUID object: a ledger batch makes thousands."""
+    """A UUIDv7 (RFC 9562: 48 bits of Unix milliseconds, then random bits, so ids sort by
+    time and the primary key grows at its right edge) as 32 hex digits, which PostgreSQL
+    reads as a uuid; built without a UUID object, since a ledger batch makes thousands."""
     return f"{_uuid7_int(at):032x}"
 
 

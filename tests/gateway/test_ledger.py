@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,8 +16,8 @@ from strata.gateway.ledger import (
     _Batch,
     period_starts,
     period_usage,
+    row_id,
     usage_report,
-    uuid7,
 )
 from strata.store.database import Database
 
@@ -238,6 +239,7 @@ async def test_records_arriving_during_a_write_wait_for_the_next_flush(
 
 
 def test_row_ids_are_uuid7_ordered_by_time() -> None:
-    earlier, later = uuid7(NOW), uuid7(NOW + timedelta(milliseconds=1))
-    assert earlier.version == 7 and earlier < later
-    assert uuid7(NOW) != uuid7(NOW)  # random bits below the millisecond
+    earlier = uuid.UUID(row_id(NOW))
+    later = uuid.UUID(row_id(NOW + timedelta(milliseconds=1)))
+    assert earlier.version == 7 and earlier.variant == uuid.RFC_4122 and earlier < later
+    assert row_id(NOW) != row_id(NOW)  # random bits below the millisecond

@@ -1,7 +1,7 @@
 """Small routing policies: in which order a group's upstreams are tried, and what is retried.
 
-`TierOrder` is the default ordering: reserved first, bursting to spot and then on-demand as
-upstreams saturate. `ConfigOrder` (the order of `upstreams` in the config) is the plain one.
+`TierOrder` is the ordering: reserved first, bursting to spot and then on-demand as upstreams
+saturate, config order breaking ties. Another ordering is another `OrderPolicy`, not a flag.
 """
 
 from __future__ import annotations
@@ -19,13 +19,6 @@ class OrderPolicy(Protocol):
     def order(self, members: Sequence[Member]) -> Sequence[Member]:
         """`members` (in config order, all eligible) in the order to try them. Pure."""
         ...
-
-
-class ConfigOrder:
-    """Try upstreams in the order the config lists them."""
-
-    def order(self, members: Sequence[Member]) -> Sequence[Member]:
-        return members
 
 
 # Cheapest capacity first: reserved is paid for anyway, spot is the cheapest burst (safe only
