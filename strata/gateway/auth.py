@@ -19,6 +19,7 @@ from strata.gateway.principal import Principal
 from strata.http_auth import bearer_credential
 
 MAX_CACHED_KEYS = 100_000
+REFUSED_TTL_S = 1.0
 
 
 class KeyVerifier(Protocol):
@@ -40,6 +41,10 @@ class Authenticator:
         self._ttl_s = ttl_s
         self._clock = clock
         self._cache: OrderedDict[str, tuple[Principal, float]] = OrderedDict()
+        # Keys just refused, briefly: a client retrying a bad key (or a flood of them) costs
+        # one store lookup per key a second, not one per request. A refused key never turns
+        # valid later (new keys have new secrets), so this cannot lock out a good one.
+        self._refused: OrderedDict[str, tuple[AuthenticationError, float]] = OrderedDict()
 
     async def principal(self, authorization: str | None) -> Principal:
         key = bearer_credential(authorization)
@@ -51,7 +56,14 @@ class Authenticator:
         cached = self._fresh(key)
         if cached is not None:
             return cached
-        principal = await self._verifier.verify(key)
+        refused = self._refused.get(key)
+        if refused is not None and refused[1] > self._clock():
+            raise AuthenticationError(refused[0].message, code=refused[0].code)
+        try:
+            principal = await self._verifier.verify(key)
+        except AuthenticationError as exc:
+            self._refuse(key, exc)
+            raise
         self._remember(key, principal)
         return principal
 
@@ -69,6 +81,11 @@ class Authenticator:
             del self._cache[key]
             return None
         return principal
+
+    def _refuse(self, key: str, error: AuthenticationError) -> None:
+        self._refused[key] = (error, self._clock() + REFUSED_TTL_S)
+        if len(self._refused) > MAX_CACHED_KEYS:
+            self._refused.popitem(last=False)
 
     def _remember(self, key: str, principal: Principal) -> None:
         if self._ttl_s <= 0:

@@ -68,3 +68,16 @@ async def test_missing_or_bad_credentials_are_401(header: str | None) -> None:
     auth = Authenticator(_Verifier(ALICE), ttl_s=60.0)
     with pytest.raises(AuthenticationError):
         await auth.principal(header)
+
+
+async def test_a_refused_key_is_refused_from_memory_for_a_second() -> None:
+    verifier, clock = _Verifier(ALICE), _Clock()
+    auth = Authenticator(verifier, ttl_s=60.0, clock=clock)
+    for _ in range(3):
+        with pytest.raises(AuthenticationError):
+            await auth.principal("Bearer sk-bad")
+    assert verifier.calls == 1
+    clock.now += 1.5
+    with pytest.raises(AuthenticationError):
+        await auth.principal("Bearer sk-bad")
+    assert verifier.calls == 2
