@@ -5,7 +5,7 @@
 
 Every step raises a `StrataError` subclass for what a caller did wrong; the HTTP edge maps it.
 A reservation taken is always either settled (with the real usage) or released (on failure):
-`_finish` runs exactly once per admitted call.
+`Finisher` runs exactly once per admitted call.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from strata.gateway.tokens import estimate_prompt_tokens
 from strata.gateway.upstream import Router, UpstreamCall
 from strata.guard import GuardVerdict
 from strata.http_disconnect import unless_disconnected
-from strata.telemetry.gateway_metrics import GatewayMetrics
+from strata.telemetry.gateway_metrics import GatewayMetrics, RequestUsage
 from strata.telemetry.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
@@ -88,13 +88,8 @@ class Gateway:
         body = await self._augmented(body, principal)
         call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body),
                     route=ROUTES[endpoint], guard=verdict)  # fmt: skip
-        try:
-            reservation = await self.parts.limiter.reserve(principal.scopes(), self._ask(call))
-        except RequestError as exc:
-            if self.parts.metrics is not None:
-                self.parts.metrics.rejected(exc.code or exc.error_type)
-            raise
-        return await self._dispatch(request, body, call, reservation)
+        finish = await self.admit(call, call.prompt_estimate, call.max_tokens)
+        return await self._dispatch(request, body, call, finish)
 
     def _guarded(
         self, body: GenerationBody, principal: Principal
@@ -147,13 +142,8 @@ class Gateway:
     def _max_tokens(self, body: GenerationBody) -> int:
         return body.max_tokens or self._default_max_tokens
 
-    def _ask(self, call: Call) -> Ask:
-        tokens = call.prompt_estimate + call.max_tokens
-        cost = self.parts.prices.cost(call.model, call.prompt_estimate, call.max_tokens)
-        return Ask(requests=1, tokens=tokens, cost_usd=cost)
-
     async def _dispatch(
-        self, request: Request, body: GenerationBody, call: Call, reservation: Reservation
+        self, request: Request, body: GenerationBody, call: Call, finish: Finisher
     ) -> Response:
         upstream_call = UpstreamCall(
             path=PATHS[body.endpoint],
@@ -163,7 +153,6 @@ class Gateway:
             deadline=asyncio.get_running_loop().time() + self._gateway.request_timeout_s,
             require_dpa=call.principal.require_dpa,
         )
-        finish = Finisher(self, reservation)
         try:
             reply = await unless_disconnected(
                 request, self.parts.router.dispatch(call.model, upstream_call)
@@ -186,19 +175,31 @@ class Gateway:
             await reply.aclose()
             await finish(call)
 
-    async def admit(self, call: Call, tokens: int) -> Finisher:
-        """Reserve `tokens` (priced as prompt tokens of `call.model`) against every limit of
-        the caller; the returned finisher settles or releases it and writes the ledger row."""
-        cost = self.parts.prices.cost(call.model, tokens, 0)
-        ask = Ask(requests=1, tokens=tokens, cost_usd=cost)
-        return Finisher(self, await self.parts.limiter.reserve(call.principal.scopes(), ask))
+    async def admit(self, call: Call, prompt_tokens: int, completion_tokens: int = 0) -> Finisher:
+        """Reserve the call's worst case (priced for `call.model`) against every limit of the
+        caller, or raise the limit's error; the returned finisher settles or releases it and
+        writes the ledger row."""
+        cost = self.parts.prices.cost(call.model, prompt_tokens, completion_tokens)
+        ask = Ask(requests=1, tokens=prompt_tokens + completion_tokens, cost_usd=cost)
+        try:
+            reservation = await self.parts.limiter.reserve(call.principal.scopes(), ask)
+        except RequestError as exc:
+            if self.parts.metrics is not None:
+                self.parts.metrics.rejected(exc.code or exc.error_type)
+            raise
+        return Finisher(self, reservation)
 
-    def record(self, call: Call) -> None:
-        usage = call.final_usage()
-        cost = self.parts.prices.cost(call.model, usage.prompt_tokens, usage.completion_tokens)
+    def record(self, call: Call, usage: TokenUsage, cost: float) -> None:
+        """The finished call's ledger row and metrics."""
         if self.parts.metrics is not None:
-            self.parts.metrics.request(call.route, call.status, call.principal.tenant,
-                                       _Measured(usage, cost, call))  # fmt: skip
+            ttft = call.ttft_ms
+            self.parts.metrics.request(
+                call.route,
+                call.status,
+                call.principal.tenant,
+                RequestUsage(usage.prompt_tokens, usage.completion_tokens, cost,
+                             call.duration_ms / 1000, None if ttft is None else ttft / 1000),
+            )  # fmt: skip
         self.parts.ledger.record(
             UsageRecord(
                 request_id=call.request_id,
@@ -230,32 +231,6 @@ def _flags(call: Call) -> str | None:
     return ",".join(sorted({f"{f.detector}:{f.kind}:{f.action}" for f in found}))
 
 
-@dataclass(frozen=True)
-class _Measured:
-    """A finished call as the metrics read it."""
-
-    usage: TokenUsage
-    cost_usd: float
-    call: Call
-
-    @property
-    def prompt_tokens(self) -> int:
-        return self.usage.prompt_tokens
-
-    @property
-    def completion_tokens(self) -> int:
-        return self.usage.completion_tokens
-
-    @property
-    def duration_s(self) -> float:
-        return self.call.duration_ms / 1000
-
-    @property
-    def ttft_s(self) -> float | None:
-        ttft = self.call.ttft_ms
-        return None if ttft is None else ttft / 1000
-
-
 class Finisher:
     """Settles or releases one reservation and writes the ledger row, exactly once."""
 
@@ -269,15 +244,15 @@ class Finisher:
             return
         self._done = True
         limiter = self._gateway.parts.limiter
+        usage = call.final_usage()
+        cost = self._gateway.parts.prices.cost(
+            call.model, usage.prompt_tokens, usage.completion_tokens
+        )
         if call.status >= 400 and call.usage is None and call.chunks == 0:
             await limiter.release(self._reservation)  # nothing was generated: no charge
         else:
-            usage = call.final_usage()
-            cost = self._gateway.parts.prices.cost(
-                call.model, usage.prompt_tokens, usage.completion_tokens
-            )
             await limiter.settle(self._reservation, Usage(tokens=usage.total, cost_usd=cost))
-        self._gateway.record(call)
+        self._gateway.record(call, usage, cost)
 
     async def failed(self, call: Call, exc: BaseException) -> None:
         if isinstance(exc, StrataError):

@@ -10,6 +10,7 @@ read at scrape time from a snapshot callable. This module knows no gateway types
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -88,17 +89,15 @@ class GatewayMetrics:
         return generate_latest(self.registry)
 
 
-class RequestUsage(Protocol):
-    @property
-    def prompt_tokens(self) -> int: ...
-    @property
-    def completion_tokens(self) -> int: ...
-    @property
-    def cost_usd(self) -> float: ...
-    @property
-    def duration_s(self) -> float: ...
-    @property
-    def ttft_s(self) -> float | None: ...
+@dataclass(frozen=True)
+class RequestUsage:
+    """What one finished request used and how long it took."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    duration_s: float
+    ttft_s: float | None
 
 
 class _UpstreamCollector:
