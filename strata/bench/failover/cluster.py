@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from strata.bench.server_process import free_port, wait_healthy
+from strata.bench.server_process import free_port, launched, wait_healthy
 
 STRATA = Path(sys.executable).parent / "strata"
 MODEL = "model"
@@ -106,14 +106,5 @@ def _key(config: Path, env: dict[str, str]) -> str:
 @contextmanager
 def _running(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT)
-    try:
+    with launched(args, log, env) as proc:
         yield proc
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()

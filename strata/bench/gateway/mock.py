@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from strata.bench.gateway.modes import MODES, Mode
-from strata.bench.gateway.process import CLIENT_CORE, launched, pinned
-from strata.bench.server_process import free_port, wait_healthy
+from strata.bench.gateway.process import CLIENT_CORE, pinned
+from strata.bench.server_process import free_port, launched, wait_healthy
 
 CREATED = 1_700_000_000
 PROMPT_TOKENS = 14

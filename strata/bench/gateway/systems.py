@@ -22,8 +22,8 @@ import yaml
 from strata.bench.gateway import GatewayBenchError
 from strata.bench.gateway.mock import Mock
 from strata.bench.gateway.modes import MODES, Mode
-from strata.bench.gateway.process import GATEWAY_CORE, launched, log_tail, pinned
-from strata.bench.server_process import free_port, wait_healthy
+from strata.bench.gateway.process import GATEWAY_CORE, log_tail, pinned
+from strata.bench.server_process import free_port, launched, wait_healthy
 
 LITELLM_SPEC = "litellm[proxy]==1.108.7"  # the one version the package mirror resolves
 LITELLM_VENV = Path(".bench/litellm-venv")

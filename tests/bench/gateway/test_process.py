@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from strata.bench.gateway import GatewayBenchError
-from strata.bench.gateway.process import launched, log_tail, pinned, require_tools
+from strata.bench.gateway.process import log_tail, pinned, require_tools
+from strata.bench.server_process import launched
 
 ALL_FOUND = {"wrk": "/usr/bin/wrk", "nginx": "/usr/sbin/nginx", "taskset": "/usr/bin/taskset"}
 
