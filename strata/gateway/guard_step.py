@@ -14,9 +14,9 @@ from dataclasses import replace
 from typing import Any
 
 from strata.config import GuardSettings
-from strata.errors import ConfigError
 from strata.gateway.body import GenerationBody
 from strata.guard import Guard, GuardPolicy, GuardVerdict, OutputFilter
+from strata.guard.policy import TenantPolicies
 
 
 class GuardStep:
@@ -24,14 +24,10 @@ class GuardStep:
 
     def __init__(self, settings: GuardSettings, guard: Guard | None = None) -> None:
         self._guard = guard or Guard()
-        self._default = _policy(settings.default, "guard.default")
-        self._tenants = {
-            name: _policy({**settings.default, **values}, f"guard.tenants.{name}")
-            for name, values in settings.tenants.items()
-        }
+        self._policies = TenantPolicies.from_mappings(settings.default, settings.tenants)
 
     def policy(self, tenant: str) -> GuardPolicy:
-        return self._tenants.get(tenant, self._default)
+        return self._policies.of(tenant)
 
     def output_filter(self, tenant: str) -> Callable[[], OutputFilter]:
         """A maker of fresh output filters (one per answer choice) under `tenant`'s policy."""
@@ -46,13 +42,6 @@ class GuardStep:
         if not verdict.changed:
             return body, verdict
         return with_texts(body, dict(verdict.texts)), verdict
-
-
-def _policy(values: Mapping[str, Any], where: str) -> GuardPolicy:
-    try:
-        return GuardPolicy.from_mapping(values)
-    except (ConfigError, TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def with_texts(body: GenerationBody, texts: Mapping[str, str]) -> GenerationBody:

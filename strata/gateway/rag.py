@@ -5,8 +5,12 @@ caller's own documents put into the prompt as labelled data.
                                                 "filter": {"status": "open"}}}
 
 The last user message is the query; the hits (the caller's tenant only, collections the key
-may read only) go into one system message that says they are data, not instructions, each
-wrapped with its source. The `rag` field never reaches the upstream.
+may read only, never a chunk the guard quarantined at indexing) go into one system message that
+says they are data, not instructions, each wrapped with its source. A document cannot close its
+wrapper or hide text from a reader: `<`, `>` and `&` are escaped (so neither `</document>` nor
+a chat template's `<|...|>` markers survive) and hidden characters (bidi overrides, Unicode
+tags, control characters) are removed. A chunk the guard flagged (policy `documents: flag`) is
+labelled so. The `rag` field never reaches the upstream.
 """
 
 from __future__ import annotations
@@ -14,13 +18,14 @@ from __future__ import annotations
 import html
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from strata.errors import InvalidRequestError, PermissionDeniedError
 from strata.gateway.body import GenerationBody
 from strata.gateway.principal import Principal
+from strata.guard.sanitize import strip_hidden
 from strata.http_errors import describe_validation_errors
 from strata.pipeline import Hit
 
@@ -33,12 +38,24 @@ PREAMBLE = (
 )
 
 
+def _no_nul(text: str) -> str:
+    if "\x00" in text:
+        raise ValueError("must not contain the NUL character (U+0000); remove it")
+    return text
+
+
+# Names and values that reach the index's SQL (PostgreSQL text cannot hold NUL).
+IndexText = Annotated[str, AfterValidator(_no_nul)]
+Collection = Annotated[IndexText, Field(min_length=1, max_length=128)]
+MetadataFilter = dict[IndexText, IndexText | int | float | bool]
+
+
 class RagRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    collection: str = Field(min_length=1, max_length=128)
+    collection: Collection
     k: int = Field(4, ge=1, le=20)
-    filter: dict[str, str | int | float | bool] | None = None
+    filter: MetadataFilter | None = None
 
 
 def rag_request(body: GenerationBody) -> RagRequest | None:
@@ -88,9 +105,19 @@ def context_message(hits: Sequence[Hit]) -> str:
     """The hits as one system message: a preamble, then each document wrapped and labelled."""
     if not hits:
         return PREAMBLE + "\n\n(No documents matched.)"
-    documents = [
-        f'<document source="{html.escape(f"{h.source}/{h.key}#{h.chunk_no}")}">\n'
-        f"{html.escape(h.content, quote=False)}\n</document>"
-        for h in hits
-    ]
-    return PREAMBLE + "\n\n" + "\n".join(documents)
+    return PREAMBLE + "\n\n" + "\n".join(map(_document, hits))
+
+
+def _document(hit: Hit) -> str:
+    """One hit wrapped and labelled; its text cannot end the wrapper early."""
+    source = _visible(f"{hit.source}/{hit.key}#{hit.chunk_no}")
+    flagged = ""
+    if hit.flagged:
+        flagged = f' flagged="possible prompt injection: {_visible(", ".join(hit.flagged))}"'
+    text = _visible(hit.content, quote=False)
+    return f'<document source="{source}"{flagged}>\n{text}\n</document>'
+
+
+def _visible(text: str, *, quote: bool = True) -> str:
+    """`text` without invisible characters, escaped for the wrapper."""
+    return html.escape(strip_hidden("document", text)[0], quote=quote)

@@ -25,7 +25,7 @@ from strata.gateway.call import Call, TokenUsage
 from strata.gateway.hot_routes import read_body
 from strata.gateway.pipeline import Gateway
 from strata.gateway.principal import Principal
-from strata.gateway.rag import Search
+from strata.gateway.rag import Collection, MetadataFilter, Search
 from strata.gateway.request_id import HEADER as REQUEST_ID_HEADER
 from strata.gateway.request_id import request_id
 from strata.http_errors import describe_validation_errors
@@ -35,7 +35,6 @@ from strata.store.database import Pool
 
 MAX_INPUTS = 2048
 MAX_INPUT_CHARS = 100_000
-Scalar = str | int | float | bool
 
 
 class _Body(BaseModel):
@@ -66,9 +65,9 @@ class EmbeddingsBody(_Body):
 
 class RetrieveBody(_Body):
     query: str = Field(min_length=1, max_length=MAX_INPUT_CHARS)
-    collection: str = Field(min_length=1, max_length=128)
+    collection: Collection
     k: int = Field(5, ge=1, le=100)
-    filter: dict[str, Scalar] | None = None
+    filter: MetadataFilter | None = None
 
 
 class LazyEmbedder:
@@ -202,4 +201,5 @@ def _hit_json(hit: Hit) -> dict[str, Any]:
         "key": hit.key,
         "chunk": hit.chunk_no,
         "metadata": hit.metadata,
+        "flagged": list(hit.flagged),  # the guard's injection categories; [] when clean
     }

@@ -55,3 +55,32 @@ class GuardPolicy:
         if isinstance(items.get("limits"), Mapping):
             items["limits"] = SizeLimits(**items["limits"])
         return replace(cls(), **items)
+
+
+@dataclass(frozen=True)
+class TenantPolicies:
+    """Each tenant's policy: its own settings merged over the default (config `guard.default`,
+    `guard.tenants`), built and checked once. The gateway and the pipeline share it."""
+
+    default: GuardPolicy
+    tenants: Mapping[str, GuardPolicy]
+
+    @classmethod
+    def from_mappings(
+        cls, default: Mapping[str, Any], tenants: Mapping[str, Mapping[str, Any]]
+    ) -> TenantPolicies:
+        """Raises `ConfigError` naming `guard.default` or `guard.tenants.<name>`."""
+        return cls(
+            _checked(default, "guard.default"),
+            {n: _checked({**default, **v}, f"guard.tenants.{n}") for n, v in tenants.items()},
+        )
+
+    def of(self, tenant: str) -> GuardPolicy:
+        return self.tenants.get(tenant, self.default)
+
+
+def _checked(values: Mapping[str, Any], where: str) -> GuardPolicy:
+    try:
+        return GuardPolicy.from_mapping(values)
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc

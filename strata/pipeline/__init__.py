@@ -10,6 +10,7 @@ Stages, in the order a change flows through them:
     indexer.Indexer                 collapse → resolve → chunk → embed changed → one write
     index.IndexStore                strata's store: documents, chunks, vectors, position
     source.SourcePipeline           the loop: step → apply → confirm LSN (and the backfill)
+    debezium.DebeziumPipeline       the same loop fed by Debezium's events from NATS / Redis
     service.PipelineService         every configured source in its own thread
     retriever.Retriever             tenant-scoped vector search (for the gateway)
 

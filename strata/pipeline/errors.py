@@ -4,6 +4,7 @@ PipelineError          pipeline configuration or state the operator must fix (no
 ├── SourceError        the primary database or table cannot be streamed as configured
 └── StoreNotReadyError strata's store cannot hold the index (pgvector missing, ...)
 EmbeddingError         the embedding model or endpoint failed (502 at the HTTP edge)
+BrokerUnavailable      a Debezium source's broker cannot be reached (retried with backoff)
 """
 
 from __future__ import annotations
@@ -26,3 +27,8 @@ class StoreNotReadyError(PipelineError):
 
 class EmbeddingError(UpstreamError):
     """The embedding model or endpoint failed; rows it could not embed go to dead letters."""
+
+
+class BrokerUnavailable(StrataError):
+    """A Debezium source's broker (NATS, Redis) cannot be reached or dropped the connection;
+    the source is restarted from its last acknowledged event."""

@@ -7,18 +7,23 @@
 2. resolves each upsert against what the index holds: if no text column's hash changed, the
    row is *metadata-only* (tenant and metadata rewritten on every chunk, nothing embedded);
    values the stream did not send (unchanged TOAST) come from the index or, when the text
-   itself is needed, from the primary (`refetch`);
+   itself is needed, from the primary (`refetch`); a row of a tenant excluded from the source
+   (`strata pipeline delete-tenant`) becomes a removal, its text never sent to the model;
 3. chunks changed documents and embeds only chunks whose content hash the document did not
    already have (embeddings move with their text when chunk numbers shift);
-4. writes everything, dead letters and the new position in one store transaction.
+4. screens them for indirect prompt injection (`strata.pipeline.screen`): only texts without a
+   stored verdict are scanned, stored verdicts move with their text like embeddings;
+5. writes everything, dead letters and the new position in one store transaction.
 
-A row that cannot be embedded goes to the dead-letter table; the rest of the batch is written.
+A row that cannot be embedded (or scanned) goes to the dead-letter table; the rest of the batch
+is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -27,6 +32,8 @@ from strata.pipeline.chunker import Chunk, Chunker
 from strata.pipeline.embedder import Embedder
 from strata.pipeline.index import (
     ChunkRow,
+    ChunkVerdict,
+    DeadLetter,
     DocumentRow,
     IndexStore,
     Position,
@@ -36,6 +43,7 @@ from strata.pipeline.index import (
 )
 from strata.pipeline.mapping import DocChange, Key, Mapper, Remove, RemoveAll, Upsert, key_text
 from strata.pipeline.pgoutput import UNCHANGED, Unchanged
+from strata.pipeline.screen import DocumentScreen
 
 logger = logging.getLogger(__name__)
 Refetch = Callable[[Sequence[Key]], list[Row]]
@@ -43,7 +51,8 @@ Refetch = Callable[[Sequence[Key]], list[Row]]
 
 @dataclass
 class ApplyStats:
-    """What one `apply` did; `embedded` counts chunk texts sent to the model."""
+    """What one `apply` did; `embedded` counts chunk texts sent to the model, and the two
+    counters split `embedded` and `reused` by document key (one apply may cover many rows)."""
 
     upserts: int = 0
     metadata_only: int = 0
@@ -53,6 +62,11 @@ class ApplyStats:
     embedded: int = 0
     reused: int = 0
     failures: int = 0
+    scanned: int = 0  # chunk texts the guard scanned (stored verdicts reused are not counted)
+    flagged: int = 0  # of those, flagged as likely prompt injection
+    quarantined: int = 0  # of those, quarantined (policy `documents: block`)
+    embedded_by_key: Counter[str] = field(default_factory=Counter)
+    reused_by_key: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: ApplyStats) -> None:
         for name in self.__dataclass_fields__:
@@ -64,6 +78,7 @@ class _TextPlan:
     document: DocumentRow
     chunks: list[Chunk]
     vectors: dict[bytes, str] = field(default_factory=dict)  # content hash -> vector
+    verdicts: dict[bytes, ChunkVerdict] = field(default_factory=dict)  # content hash -> verdict
 
 
 def collapse(changes: Sequence[DocChange]) -> tuple[dict[Key, Upsert | Remove], bool]:
@@ -98,6 +113,7 @@ class Indexer:
         refetch: Refetch,
         *,
         refetch_all: bool = False,
+        screen: DocumentScreen | None = None,
     ) -> None:
         self.store = store
         self.mapper = mapper
@@ -105,6 +121,7 @@ class Indexer:
         self.embedder = embedder
         self._refetch = refetch
         self._refetch_all = refetch_all  # a row filter: re-read rows through it
+        self.screen = screen  # None: chunks are not scanned (the guard is off)
 
     def apply(
         self,
@@ -124,7 +141,9 @@ class Indexer:
         plans = self._resolve(
             upserts, remove_all, batch, refetch_all=self._refetch_all and not filtered
         )
+        plans = self._skip_excluded(plans, batch)
         self._embed(plans, batch, stats)
+        self._screen(plans, batch, stats)
         batch.documents = [
             (p.document, self._chunk_rows(p)) for p in plans if p.document.key not in batch.failures
         ]
@@ -159,6 +178,19 @@ class Indexer:
                 else:
                     assert self._sort(current, stored, batch, plans)
         return plans
+
+    def _skip_excluded(self, plans: list[_TextPlan], batch: WriteBatch) -> list[_TextPlan]:
+        """Turn rows of excluded tenants into removals before anything is embedded."""
+        if not plans and not batch.metadata_only:
+            return plans
+        excluded = self.store.excluded_tenants()
+        if not excluded:
+            return plans
+        dropped = [d for d in batch.metadata_only if d.tenant in excluded]
+        dropped += [p.document for p in plans if p.document.tenant in excluded]
+        batch.metadata_only = [d for d in batch.metadata_only if d.tenant not in excluded]
+        batch.removes.extend(d.key for d in dropped)
+        return [p for p in plans if p.document.tenant not in excluded]
 
     def _sort(
         self,
@@ -196,15 +228,19 @@ class Indexer:
             for vectors in self.store.vectors(keys).values():
                 known.update(vectors)
         wanted: dict[bytes, str] = {}
+        wanted_by: dict[bytes, str] = {}  # content hash -> the first document that needs it
         for plan in plans:
             for chunk in plan.chunks:
                 if chunk.content_hash in known:
                     plan.vectors[chunk.content_hash] = known[chunk.content_hash]
                     stats.reused += 1
+                    stats.reused_by_key[plan.document.key] += 1
                 else:
                     wanted[chunk.content_hash] = chunk.text
+                    wanted_by.setdefault(chunk.content_hash, plan.document.key)
         computed = self._compute(wanted, plans, batch)
         stats.embedded += len(computed)
+        stats.embedded_by_key.update(wanted_by[h] for h in computed)
         for plan in plans:
             for chunk in plan.chunks:
                 if chunk.content_hash in computed:
@@ -227,7 +263,8 @@ class Indexer:
             try:
                 computed.update(self._run_model(mine))
             except Exception as exc:  # recorded as a dead letter, retried later
-                batch.failures[plan.document.key] = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
+                batch.failures[plan.document.key] = DeadLetter(plan.document.tenant, error)
         return computed
 
     def _run_model(self, texts: dict[bytes, str]) -> dict[bytes, str]:
@@ -236,9 +273,54 @@ class Indexer:
         vectors = self.embedder.embed_sync(list(texts.values()))
         return {h: vector_text(v) for h, v in zip(texts, vectors, strict=True)}
 
+    # --- screen ------------------------------------------------------------------------------
+
+    def _screen(self, plans: list[_TextPlan], batch: WriteBatch, stats: ApplyStats) -> None:
+        """Give every planned chunk the guard's verdict: the stored one for a text these
+        documents (or those this batch removes) already had, else a fresh scan."""
+        screen = self.screen
+        plans = [p for p in plans if p.document.key not in batch.failures]
+        if screen is None or not plans:
+            return
+        known = self.store.verdicts([p.document.key for p in plans] + batch.removes)
+        for plan in plans:
+            tenant = plan.document.tenant
+            if not screen.scans(tenant):
+                continue
+            try:
+                for chunk in plan.chunks:
+                    verdict = self._verdict(screen, tenant, chunk, known, stats)
+                    plan.verdicts[chunk.content_hash] = verdict
+            except Exception as exc:  # a detector failure: this row waits as a dead letter
+                error = f"guard scan failed: {type(exc).__name__}: {exc}"
+                batch.failures[plan.document.key] = DeadLetter(tenant, error)
+
+    def _verdict(
+        self,
+        screen: DocumentScreen,
+        tenant: str,
+        chunk: Chunk,
+        known: dict[bytes, ChunkVerdict],
+        stats: ApplyStats,
+    ) -> ChunkVerdict:
+        stored = known.get(chunk.content_hash)
+        if stored is not None:
+            return screen.judge(tenant, stored)
+        verdict = known[chunk.content_hash] = screen.scan(tenant, chunk.text)
+        stats.scanned += 1
+        stats.flagged += verdict.flagged
+        stats.quarantined += verdict.quarantined
+        return verdict
+
     def _chunk_rows(self, plan: _TextPlan) -> list[ChunkRow]:
         return [
-            ChunkRow(c.number, c.text, c.content_hash, plan.vectors[c.content_hash])
+            ChunkRow(
+                c.number,
+                c.text,
+                c.content_hash,
+                plan.vectors[c.content_hash],
+                plan.verdicts.get(c.content_hash),
+            )
             for c in plan.chunks
         ]
 

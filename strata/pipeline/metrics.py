@@ -8,7 +8,12 @@ index write has committed, i.e. the change is searchable.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from strata.pipeline.indexer import ApplyStats
 
 FRESHNESS_BUCKETS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0, 1.5, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
@@ -49,12 +54,44 @@ class PipelineMetrics:
             ["source"],
             registry=self.registry,
         )
+        self.scanned = Counter(
+            "strata:pipeline_chunks_scanned_total",
+            "Chunk texts the guard scanned for indirect prompt injection (stored verdicts "
+            "reused for unchanged texts not counted).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.flagged = Counter(
+            "strata:pipeline_chunks_flagged_total",
+            "Scanned chunk texts flagged as likely prompt injection (quarantined ones included).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.quarantined = Counter(
+            "strata:pipeline_chunks_quarantined_total",
+            "Scanned chunk texts quarantined (guard policy documents: block): never retrieved.",
+            ["source"],
+            registry=self.registry,
+        )
         self.slot_lag = Gauge(
             "strata:pipeline_slot_lag_bytes",
             "WAL the primary retains for the source's slot beyond the confirmed position.",
             ["source"],
             registry=self.registry,
         )
+
+    def count(self, source: str, stats: ApplyStats) -> None:
+        """Add what one index write did (or one backfill batch) to the source's counters."""
+        self.changes.labels(source, "upsert").inc(stats.upserts - stats.metadata_only)
+        self.changes.labels(source, "metadata_only").inc(stats.metadata_only)
+        self.changes.labels(source, "remove").inc(stats.removes)
+        self.changes.labels(source, "truncate").inc(stats.truncates)
+        self.embeddings.labels(source).inc(stats.embedded)
+        self.reused.labels(source).inc(stats.reused)
+        self.dead_letters.labels(source).inc(stats.failures)
+        self.scanned.labels(source).inc(stats.scanned)
+        self.flagged.labels(source).inc(stats.flagged)
+        self.quarantined.labels(source).inc(stats.quarantined)
 
 
 METRICS = PipelineMetrics()

@@ -8,6 +8,7 @@ serves backfill and stream alike. Replication itself lives in `strata.pipeline.r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -166,12 +167,22 @@ def slot_status(conn: psycopg.Connection, slot: str) -> SlotStatus | None:
     return SlotStatus(bool(active), parse_lsn(confirmed) if confirmed else None, lag, wal_status)
 
 
-def drop_slot(conn: psycopg.Connection, slot: str) -> None:
-    """Drop the slot if it exists (it must not be in use)."""
-    conn.execute(
-        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = %s",
-        (slot,),
-    )
+def drop_slot(conn: psycopg.Connection, slot: str, *, wait_s: float = 10.0) -> None:
+    """Drop the slot if it exists. The walsender of a stream closed a moment ago still holds
+    it while it exits: wait up to `wait_s` for that (longer means another process streams)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots "
+                "WHERE slot_name = %s",
+                (slot,),
+            )
+            return
+        except psycopg.errors.ObjectInUse:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class RowReader:

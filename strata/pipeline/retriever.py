@@ -3,7 +3,12 @@
 `Retriever.search(tenant, collection, query_text, k, metadata_filter)` embeds the query with the
 same model that built the index and returns the `k` nearest chunks of that tenant's collection.
 Tenant isolation is part of the SQL (`WHERE tenant = %s`), never left to callers; so are the
-collection, the embedding model and the optional metadata filter (`metadata @> filter`).
+collection, the embedding model and the optional metadata filter (`metadata @> filter`). Only
+sources whose index currently serves this embedder's model are searched (`pipeline_sources.
+model`): while `strata pipeline reindex` builds a new model's vectors beside the old ones they
+stay invisible, and its switch moves every query from the old vectors to the new at one commit.
+Chunks the guard quarantined at indexing (`strata.pipeline.screen`) are never returned; chunks
+it only flagged come back with their categories in `Hit.flagged`.
 
 Filtered HNSW scans stop after `ef_search` candidates and can return too few rows when the
 filter is selective (a small tenant); pgvector 0.8's iterative scan keeps scanning the graph
@@ -41,6 +46,7 @@ class Hit:
     content: str
     score: float  # cosine similarity, 1.0 = same direction
     metadata: dict[str, Any]
+    flagged: tuple[str, ...] = ()  # the guard's injection categories (policy `documents: flag`)
 
 
 class Retriever:
@@ -61,11 +67,15 @@ class Retriever:
         distance = sql.SQL("(embedding::vector({})) <=> %(query)s::vector({})").format(dims, dims)
         self._query = sql.SQL(
             "WITH hits AS MATERIALIZED ("
-            "SELECT source, key, chunk_no, collection, content, metadata, {distance} AS distance "
-            "FROM pipeline_chunks WHERE dims = {dims} AND model = %(model)s "
+            "SELECT source, key, chunk_no, collection, content, metadata, guard_categories, "
+            "{distance} AS distance "
+            "FROM pipeline_chunks WHERE dims = {dims} AND model = %(model)s AND NOT quarantined "
+            "AND source = ANY(ARRAY(SELECT name FROM pipeline_sources "
+            "WHERE coalesce(model, %(model)s) = %(model)s)) "
             "AND tenant = %(tenant)s AND collection = %(collection)s AND {filter} "
             "ORDER BY {distance} LIMIT %(k)s) "
-            "SELECT source, key, chunk_no, collection, content, metadata, 1 - distance "
+            "SELECT source, key, chunk_no, collection, content, metadata, 1 - distance, "
+            "guard_categories "
             "FROM hits ORDER BY distance"
         )
         self._distance = distance
@@ -127,7 +137,7 @@ class Retriever:
             )
             cursor = await conn.execute(query, params)
             rows = await cursor.fetchall()
-        return [Hit(r[0], r[1], r[2], r[3], r[4], score=float(r[6]), metadata=r[5]) for r in rows]
+        return [Hit(r[0], r[1], r[2], r[3], r[4], float(r[6]), r[5], tuple(r[7])) for r in rows]
 
 
 def _check(k: int, metadata_filter: Mapping[str, Any] | None) -> None:

@@ -1,10 +1,11 @@
 """Every configured source, each in its own thread, restarted after connection failures.
 
 `PipelineService(settings, store_conninfo, embedder).start()` runs one `SourcePipeline` per
-`pipeline.sources` entry (what `strata pipeline run` and `strata serve` use); `stop()` asks the
-loops to finish their current transaction and joins them. A lost connection (primary or store
-restarting) is retried with backoff from the last confirmed position; a configuration problem
-(`PipelineError`) stops that source and is logged — the other sources keep running.
+`pipeline.sources` entry (a `DebeziumPipeline` for `kind: debezium`; what `strata pipeline run`
+and `strata serve` use); `stop()` asks the loops to finish their current transaction and joins
+them. A lost connection (primary, broker or store restarting) is retried with backoff from the
+last confirmed position; a configuration problem (`PipelineError`) stops that source and is
+logged — the other sources keep running.
 """
 
 from __future__ import annotations
@@ -18,14 +19,21 @@ import psycopg2
 
 from strata.config import PipelineSourceSettings, Settings
 from strata.pipeline.chunker import Chunker
+from strata.pipeline.debezium.pipeline import DebeziumPipeline
 from strata.pipeline.embedder import Embedder, count_tokens
-from strata.pipeline.errors import PipelineError
+from strata.pipeline.errors import BrokerUnavailable, PipelineError
+from strata.pipeline.screen import screen_for
 from strata.pipeline.source import SourcePipeline
 
 logger = logging.getLogger(__name__)
 RETRY_FIRST_S = 1.0
 RETRY_MAX_S = 30.0
-_TRANSIENT = (psycopg.OperationalError, psycopg2.OperationalError, psycopg2.InterfaceError)
+_TRANSIENT = (
+    psycopg.OperationalError,
+    psycopg2.OperationalError,
+    psycopg2.InterfaceError,
+    BrokerUnavailable,
+)
 
 
 class PipelineService:
@@ -43,6 +51,7 @@ class PipelineService:
         self._conninfo = store_conninfo
         self._embedder = embedder
         self._chunker = Chunker(count_tokens, settings.pipeline.chunk_tokens)
+        self._screen = screen_for(settings.guard)
         wanted = settings.pipeline.sources
         self.sources = [s for s in wanted if sources is None or s.name in sources]
         self._stop = threading.Event()
@@ -71,8 +80,14 @@ class PipelineService:
     def _supervise(self, source: PipelineSourceSettings) -> None:
         delay = RETRY_FIRST_S
         while not self._stop.is_set():
-            pipeline = SourcePipeline(
-                source, self.settings.pipeline, self._conninfo, self._embedder, self._chunker
+            kind = DebeziumPipeline if source.kind == "debezium" else SourcePipeline
+            pipeline = kind(
+                source,
+                self.settings.pipeline,
+                self._conninfo,
+                self._embedder,
+                self._chunker,
+                screen=self._screen,
             )
             try:
                 pipeline.run(self._stop)

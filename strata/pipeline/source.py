@@ -5,7 +5,7 @@
     open()                       check the primary and the table, publication, index state
     backfill() if needed         new slot + exported snapshot; every row indexed as of it
     stream.start()               from the slot's confirmed position
-    while not stop: step()       next transaction → map → Indexer.apply → confirm its end LSN
+    while not stop: step()       waiting transactions → map → Indexer.apply → confirm the last
 
 The confirmed LSN moves only after the index write for that transaction has committed (and
 the write records the same LSN in the store), so a crash anywhere loses nothing; replayed
@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,6 +43,7 @@ from strata.pipeline.primary import (
     slot_status,
 )
 from strata.pipeline.replication import ReplicationStream
+from strata.pipeline.screen import DocumentScreen
 
 logger = logging.getLogger(__name__)
 LAG_CHECK_S = 5.0
@@ -72,6 +74,7 @@ class SourcePipeline:
         chunker: Chunker,
         *,
         metrics: PipelineMetrics = METRICS,
+        screen: DocumentScreen | None = None,
     ) -> None:
         self.source = source
         self.settings = settings
@@ -80,6 +83,7 @@ class SourcePipeline:
         self._embedder = embedder
         self._chunker = chunker
         self._metrics = metrics
+        self._screen = screen  # the guard's scan of each new chunk text; None: not scanned
         self._primary: psycopg.Connection | None = None
         self._store_conn: psycopg.Connection | None = None
         self._stream: ReplicationStream | None = None
@@ -118,6 +122,7 @@ class SourcePipeline:
             self._embedder,
             self.reader.fetch,
             refetch_all=self.source.row_filter is not None,
+            screen=self._screen,
         )
 
     def needs_backfill(self) -> bool:
@@ -127,8 +132,9 @@ class SourcePipeline:
         if state.model not in (None, self._embedder.model) and state.backfilled_at is not None:
             raise PipelineError(
                 f"pipeline source '{self.source.name}' was indexed with {state.model}, not "
-                f"{self._embedder.model}; run `strata pipeline backfill --source "
-                f"{self.source.name}` to re-embed it"
+                f"{self._embedder.model} (pipeline.embedder): run `strata pipeline reindex "
+                f"--source {self.source.name}` to re-embed its stored chunks beside the old "
+                "vectors (which keep serving until it switches), or set pipeline.embedder back"
             )
         return state.backfilled_at is None or slot_status(self._primary, self.slot) is None
 
@@ -179,34 +185,48 @@ class SourcePipeline:
             self.close()
 
     def step(self, timeout_s: float) -> ApplyStats | None:
-        """Apply the next transaction (None when none came within `timeout_s`)."""
+        """Apply the next transaction together with those already waiting behind it, up to
+        `pipeline.group_transactions` (None when none came within `timeout_s`)."""
         assert self._stream is not None and self._streaming, "start() first"
-        transaction = self._stream.next_transaction(timeout_s)
-        if transaction is None:
+        first = self._stream.next_transaction(timeout_s)
+        if first is None:
             self.on_idle()
             return None
-        return self.apply(transaction)
+        group = [first]
+        while len(group) < self.settings.group_transactions:
+            waiting = self._stream.next_transaction(0.0)
+            if waiting is None:
+                break
+            group.append(waiting)
+        return self.apply(group)
 
-    def apply(self, transaction: Transaction) -> ApplyStats:
-        """Index one source transaction, then confirm it to the primary."""
-        assert self._stream is not None
-        if transaction.end_lsn <= self.state.applied_lsn:  # indexed before a crash
-            self._stream.confirm(transaction.end_lsn)
+    def apply(self, transactions: Sequence[Transaction]) -> ApplyStats:
+        """Index source transactions (in commit order) as one write, then confirm the last.
+
+        One write means one embedding batch and one store transaction for all of them: under a
+        steady stream the per-write costs (a model call, a commit) are paid once per group, not
+        once per transaction. Each transaction still gets its own freshness sample."""
+        assert self._stream is not None and transactions
+        fresh = [t for t in transactions if t.end_lsn > self.state.applied_lsn]
+        end_lsn = transactions[-1].end_lsn
+        if not fresh:  # all indexed before a crash
+            self._stream.confirm(end_lsn)
             return ApplyStats()
         changes = [
             c
+            for transaction in fresh
             for change in transaction.changes
             if self._ours(change)
             for c in self.mapper.changes(change)
         ]
-        position = Position(transaction.end_lsn, transaction.commit_time)
+        position = Position(end_lsn, tuple(t.commit_time for t in fresh))
         stats = self.indexer.apply(changes, self.state.epoch, position)
         searchable = datetime.now(UTC)
-        self._metrics.freshness.labels(self.source.name).observe(
-            max(0.0, (searchable - transaction.commit_time).total_seconds())
-        )
+        freshness = self._metrics.freshness.labels(self.source.name)
+        for commit_time in position.commit_times:
+            freshness.observe(max(0.0, (searchable - commit_time).total_seconds()))
         self._count(stats)
-        self._stream.confirm(transaction.end_lsn)
+        self._stream.confirm(end_lsn)
         return stats
 
     def on_idle(self) -> None:
@@ -238,14 +258,7 @@ class SourcePipeline:
         return (relation.namespace, relation.name) == (self.table.schema, self.table.name)
 
     def _count(self, stats: ApplyStats) -> None:
-        m, name = self._metrics, self.source.name
-        m.changes.labels(name, "upsert").inc(stats.upserts - stats.metadata_only)
-        m.changes.labels(name, "metadata_only").inc(stats.metadata_only)
-        m.changes.labels(name, "remove").inc(stats.removes)
-        m.changes.labels(name, "truncate").inc(stats.truncates)
-        m.embeddings.labels(name).inc(stats.embedded)
-        m.reused.labels(name).inc(stats.reused)
-        m.dead_letters.labels(name).inc(stats.failures)
+        self._metrics.count(self.source.name, stats)
 
     def _new_stream(self) -> ReplicationStream:
         return ReplicationStream(self.source.dsn.get_secret_value(), self.slot, self.slot)

@@ -1,5 +1,7 @@
-"""What `strata pipeline status` reports per source: slot lag, last commit applied, freshness
-percentiles, dead letters, document and chunk counts. Read from strata's store and the primary."""
+"""What `strata pipeline status` reports per source: slot lag (for a Debezium source, the
+messages its broker consumer is behind), last commit applied, freshness percentiles, dead
+letters, document and chunk counts, tenants excluded from it. Read from strata's store and the
+primary (or the broker)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from datetime import datetime
 import psycopg
 
 from strata.config import PipelineSourceSettings
+from strata.pipeline.debezium.broker import BrokerLag, consumer_lag
 from strata.pipeline.pgoutput import format_lsn
 from strata.pipeline.primary import SlotStatus, slot_status
 from strata.pipeline.source import slot_name
@@ -31,6 +34,8 @@ class SourceReport:
     freshness_samples: int
     slot: SlotStatus | None
     slot_error: str | None  # why the primary could not be asked
+    excluded_tenants: list[str]  # kept out by `strata pipeline delete-tenant`
+    consumer: BrokerLag | None = None  # kind debezium: messages its durable reader is behind
 
 
 def source_report(
@@ -58,8 +63,18 @@ def source_report(
     ).fetchone()
     assert fresh is not None
     p50, p95, p99 = fresh[0] or (None, None, None)
-    slot, error = _slot(source)
-    lsn = format_lsn(state[0]) if state[0] else None
+    excluded = store.execute(
+        "SELECT DISTINCT tenant FROM pipeline_excluded_tenants WHERE source IN (%s, '*') "
+        "ORDER BY tenant",
+        (name,),
+    ).fetchall()
+    consumer: BrokerLag | None = None
+    if source.kind == "debezium":  # a broker's durable reader instead of a slot
+        slot, (consumer, error) = None, consumer_lag(source)
+        lsn = f"#{state[0]}" if state[0] else None  # the broker position
+    else:
+        slot, error = _slot(source)
+        lsn = format_lsn(state[0]) if state[0] else None
     return SourceReport(
         name=name,
         collection=source.collection,
@@ -76,6 +91,8 @@ def source_report(
         freshness_samples=int(fresh[1]),
         slot=slot,
         slot_error=error,
+        excluded_tenants=[row[0] for row in excluded],
+        consumer=consumer,
     )
 
 

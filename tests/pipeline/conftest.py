@@ -12,7 +12,7 @@ from pydantic import SecretStr
 
 from strata.config import PipelineSettings, PipelineSourceSettings, Settings
 from strata.pipeline.chunker import Chunker
-from strata.pipeline.embedder import MiniLMEmbedder, count_tokens
+from strata.pipeline.embedder import Embedder, MiniLMEmbedder, count_tokens
 from strata.pipeline.source import SourcePipeline
 from strata.store.database import Database
 
@@ -73,10 +73,32 @@ def make_pipeline(
     """A factory for opened `SourcePipeline`s on this test's primary and store; closed after."""
     made: list[SourcePipeline] = []
 
-    def make(**overrides: Any) -> SourcePipeline:
+    def make(*, group_transactions: int = 1, **overrides: Any) -> SourcePipeline:
+        # One transaction per step unless a test asks for groups: tests step through them.
+        source = source_settings(primary_dsn, **overrides)
+        settings = PipelineSettings(
+            sources=[source], retry_interval_s=0.01, group_transactions=group_transactions
+        )
+        pipeline = SourcePipeline(source, settings, store_dsn, minilm, chunker)
+        made.append(pipeline)
+        pipeline.open()
+        return pipeline
+
+    yield make
+    for pipeline in made:
+        pipeline.close()
+
+
+@pytest.fixture
+def pipeline_with(primary_dsn: str, store_dsn: str, chunker: Chunker) -> Iterator[Any]:
+    """Like `make_pipeline`, with the embedder a test chooses (a second model, a failing one):
+    `pipeline_with(embedder, **source_overrides)`."""
+    made: list[SourcePipeline] = []
+
+    def make(embedder: Embedder, **overrides: Any) -> SourcePipeline:
         source = source_settings(primary_dsn, **overrides)
         settings = PipelineSettings(sources=[source], retry_interval_s=0.01)
-        pipeline = SourcePipeline(source, settings, store_dsn, minilm, chunker)
+        pipeline = SourcePipeline(source, settings, store_dsn, embedder, chunker)
         made.append(pipeline)
         pipeline.open()
         return pipeline

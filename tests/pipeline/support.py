@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import math
+import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
+from psycopg_pool import AsyncConnectionPool
 
 from strata.pipeline.chunker import Chunker
+from strata.pipeline.embedder import Embedder
 from strata.pipeline.mapping import Mapper, key_text
+from strata.pipeline.retriever import Retriever
 from strata.pipeline.source import SourcePipeline
 
 IndexView = dict[str, tuple[str, dict[str, Any], list[str]]]  # key -> (tenant, metadata, chunks)
@@ -75,3 +83,72 @@ def drain(pipeline: SourcePipeline, transactions: int, timeout_s: float = 10.0) 
         assert result is not None, "expected another transaction"
         stats.append(result)
     return stats
+
+
+class HashEmbedder:
+    """A deterministic stand-in for a second embedding model, for tests: each lower-cased word
+    is hashed to one of `dims` signed buckets and the counts are L2-normalised. Texts sharing
+    words come out close, so retrieval over it behaves sensibly; it understands nothing."""
+
+    def __init__(self, dims: int = 64, model: str = "test/word-hash-64") -> None:
+        self.model, self.dims = model, dims
+
+    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        return [self._one(text) for text in texts]
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.embed_sync(texts)
+
+    def _one(self, text: str) -> list[float]:
+        vector = [0.0] * self.dims
+        for word in re.findall(r"\w+", text.lower()):
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            vector[digest[0] % self.dims] += 1.0 if digest[1] & 1 else -1.0
+        norm = math.sqrt(sum(x * x for x in vector))
+        return [x / norm for x in vector] if norm else [1.0] + [0.0] * (self.dims - 1)
+
+
+class HookedEmbedder:
+    """Another embedder with `hook(call_number)` run before each of its calls (from 1): a test
+    looks at the store mid-run there, or raises to stop the run as a kill would."""
+
+    def __init__(self, inner: Embedder, hook: Callable[[int], None]) -> None:
+        self.inner, self.hook, self.calls = inner, hook, 0
+        self.model, self.dims = inner.model, inner.dims
+
+    def embed_sync(self, texts: Sequence[str]) -> list[list[float]]:
+        self.calls += 1
+        self.hook(self.calls)
+        return self.inner.embed_sync(texts)
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        return self.embed_sync(texts)
+
+
+def search_keys(
+    store_dsn: str, embedder: Embedder, tenant: str, query: str, collection: str = "support"
+) -> list[str]:
+    """The keys `Retriever.search` returns (best first, k=10), from synchronous test code."""
+
+    async def search() -> list[str]:
+        async with AsyncConnectionPool(store_dsn, min_size=1, max_size=1) as pool:
+            hits = await Retriever(pool, embedder).search(tenant, collection, query, k=10)
+        return [hit.key for hit in hits]
+
+    return asyncio.run(search())
+
+
+def chunk_models(store_dsn: str, source: str = "tickets") -> dict[str, int]:
+    """Chunks per embedding model of `source`."""
+    with psycopg.connect(store_dsn) as conn:
+        rows = conn.execute(
+            "SELECT model, count(*) FROM pipeline_chunks WHERE source = %s GROUP BY model",
+            (source,),
+        ).fetchall()
+    return dict(rows)
+
+
+def settle(pipeline: SourcePipeline, quiet_s: float = 0.5) -> None:
+    """Apply streamed transactions until none arrives within `quiet_s`."""
+    while pipeline.step(quiet_s) is not None:
+        pass

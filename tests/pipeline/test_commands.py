@@ -1,7 +1,9 @@
-"""`strata pipeline …` as users run it: a real process, killed with SIGKILL mid-stream."""
+"""`strata pipeline …` as users run it: a real process, killed with SIGKILL mid-stream and
+mid-reindex."""
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -19,10 +21,17 @@ from typer.testing import CliRunner
 
 from strata.pipeline.chunker import Chunker
 from strata.pipeline.commands import pipeline_app
+from strata.pipeline.embedder import MINILM_NAME
 from strata.pipeline.mapping import Mapper
 from strata.pipeline.primary import describe_table
 from tests.pipeline.conftest import TICKETS_DDL, run_sql, source_settings
-from tests.pipeline.support import expected_view, index_view
+from tests.pipeline.support import (
+    HashEmbedder,
+    chunk_models,
+    expected_view,
+    index_view,
+    search_keys,
+)
 
 WORDS = [
     "login",
@@ -195,3 +204,108 @@ def test_add_checks_the_table_and_names_bad_fields(tmp_path: Path, primary_dsn: 
     assert yaml.safe_load(config.read_text())["pipeline"]["sources"][0]["table"] == "notes"
     bad = CliRunner().invoke(pipeline_app, [*args[:-2], "--tenant-column", "1x"])
     assert bad.exit_code == 2 and "tenant_column" in bad.output
+
+
+def _invoke(config: Path, *args: str) -> Any:
+    return CliRunner().invoke(pipeline_app, [*args, "--config", str(config)])
+
+
+def test_reindex_switches_to_the_configured_model(
+    tmp_path: Path, primary_dsn: str, store_dsn: str, pipeline_with: Any
+) -> None:
+    run_sql(primary_dsn, TICKETS_DDL, "INSERT INTO tickets VALUES (1, 'acme', 'Hi', 'Help me.')")
+    pipeline_with(HashEmbedder()).start()  # indexed by another model; still streaming
+    config = _config(tmp_path, primary_dsn, store_dsn)  # pipeline.embedder: the bundled MiniLM
+    unknown = _invoke(config, "reindex", "--source", "nope")
+    assert (
+        unknown.exit_code == 2 and "--source: no pipeline source named ['nope']" in unknown.output
+    )
+    done = _invoke(config, "reindex", "--source", "tickets")
+    assert done.exit_code == 0, done.output
+    assert f"switched from test/word-hash-64 to {MINILM_NAME}" in done.output
+    assert "1 chunk texts embedded (0 chunks built by an earlier run)" in done.output
+    assert chunk_models(store_dsn) == {MINILM_NAME: 1}
+    again = _invoke(config, "reindex", "--source", "tickets")
+    assert again.exit_code == 0 and f"already serves {MINILM_NAME}" in again.output
+
+
+def test_delete_tenant_reports_counts_and_keeps_the_tenant_out(
+    tmp_path: Path, primary_dsn: str, store_dsn: str, pipeline_with: Any
+) -> None:
+    run_sql(
+        primary_dsn,
+        TICKETS_DDL,
+        "INSERT INTO tickets VALUES (1, 'acme', 'Hi', 'Help me.'), (2, 'acme', 'Yo', 'Me too.'), "
+        "(3, 'globex', 'Hey', 'And me.')",
+    )
+    pipeline_with(HashEmbedder()).start()
+    config = _config(tmp_path, primary_dsn, store_dsn)
+    blank = _invoke(config, "delete-tenant", "--tenant", " ")
+    assert blank.exit_code == 2 and "tenant: give the tenant's name" in blank.output
+    unknown = _invoke(config, "delete-tenant", "--tenant", "acme", "--source", "nope")
+    assert unknown.exit_code == 2 and "--source" in unknown.output
+    deleted = _invoke(config, "delete-tenant", "--tenant", "acme")
+    assert deleted.exit_code == 0, deleted.output
+    assert "from tickets: 2 documents, 2 chunks, 0 dead letters" in deleted.output
+    assert "not indexed again" in deleted.output and sorted(index_view(store_dsn)) == ["3"]
+    assert "excluded:        acme" in _invoke(config, "status").output
+    lifted = _invoke(config, "include-tenant", "--tenant", "acme")
+    assert lifted.exit_code == 0 and "lifted 1 exclusion(s) of tenant 'acme'" in lifted.output
+    kept = _invoke(config, "delete-tenant", "--tenant", "globex", "--no-exclude", "--json")
+    report = json.loads(kept.stdout)
+    assert (report["documents"], report["excluded"]) == (1, False)
+    assert "indexed again on their next change" in report["note"]
+
+
+def _start_reindex(config: Path, log: Path) -> subprocess.Popen[bytes]:
+    code = "from strata.pipeline.commands import pipeline_app; pipeline_app()"
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-c", code, "reindex", "--source", "tickets", "--config", str(config)],
+            stdout=out,
+            stderr=out,
+            env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        )
+
+
+def _wait_for_twins(store_dsn: str, model: str, timeout_s: float = 120.0) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        built = chunk_models(store_dsn).get(model, 0)
+        if built:
+            return built
+        time.sleep(0.1)
+    raise TimeoutError("the reindex built nothing")
+
+
+@pytest.mark.slow
+def test_kill_9_mid_reindex_leaves_the_old_index_serving_and_a_rerun_finishes(
+    tmp_path: Path, primary_dsn: str, store_dsn: str, pipeline_with: Any
+) -> None:
+    run_sql(primary_dsn, TICKETS_DDL)
+    rng = random.Random(11)
+    with psycopg.connect(primary_dsn, autocommit=True) as conn, conn.cursor() as cursor:
+        cursor.executemany(
+            "INSERT INTO tickets VALUES (%s, %s, %s, %s, 'open', 1)",
+            [(i, rng.choice(["acme", "globex"]), f"Ticket {i}", _sentence(rng))
+             for i in range(1, 521)],  # three reindex batches of at most 256
+        )  # fmt: skip
+    old = HashEmbedder()
+    pipeline_with(old).start()
+    total = chunk_models(store_dsn)[old.model]
+    before = search_keys(store_dsn, old, "acme", "refund invoice")
+    config, log = _config(tmp_path, primary_dsn, store_dsn), tmp_path / "reindex.log"
+    process = _start_reindex(config, log)
+    try:
+        _wait_for_twins(store_dsn, MINILM_NAME)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(10)
+    built = chunk_models(store_dsn)[MINILM_NAME]
+    assert 0 < built < total, log.read_text()
+    assert chunk_models(store_dsn)[old.model] == total  # the old index: whole, and served
+    assert search_keys(store_dsn, old, "acme", "refund invoice") == before
+    finished = _invoke(config, "reindex", "--source", "tickets")
+    assert finished.exit_code == 0, finished.output
+    assert f"({built} chunks built by an earlier run), {total} vectors" in finished.output
+    assert chunk_models(store_dsn) == {MINILM_NAME: total}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -145,10 +146,16 @@ def test_slot_confirmed_only_after_index_write(
         before = slot_status(conn, pipeline.slot)
         assert before is not None and before.confirmed_lsn is not None
         assert before.confirmed_lsn < transaction.end_lsn and before.lag_bytes is not None
-        pipeline.apply(transaction)
-        after = slot_status(conn, pipeline.slot)
+        pipeline.apply([transaction])
+        assert pipeline.store.state().applied_lsn == transaction.end_lsn
+        deadline = time.monotonic() + 5.0  # the walsender takes the feedback asynchronously
+        while (
+            after := slot_status(conn, pipeline.slot)
+        ) is not None and time.monotonic() < deadline:
+            if after.confirmed_lsn == transaction.end_lsn:
+                break
+            time.sleep(0.05)
     assert after is not None and after.confirmed_lsn == transaction.end_lsn
-    assert pipeline.store.state().applied_lsn == transaction.end_lsn
 
 
 class _Poisoned:
@@ -205,3 +212,33 @@ def test_row_filter(make_pipeline: Any, primary_dsn: str, store_dsn: str) -> Non
     drain(pipeline, 2)
     assert_index_matches(pipeline, primary_dsn, store_dsn, where="status <> 'spam'")
     assert sorted(index_view(store_dsn)) == ["2"]
+
+
+def test_waiting_transactions_are_applied_as_one_write(
+    make_pipeline: Any, primary_dsn: str, store_dsn: str
+) -> None:
+    run_sql(primary_dsn, TICKETS_DDL)
+    pipeline = make_pipeline(group_transactions=3)
+    pipeline.start()
+    _insert(primary_dsn, [1])
+    run_sql(primary_dsn, "UPDATE tickets SET status = 'closed' WHERE id = 1")
+    _insert(primary_dsn, [2])
+    _insert(primary_dsn, [3])  # the fourth and fifth: beyond the group, left for the next step
+    _insert(primary_dsn, [4])
+    time.sleep(0.5)  # every transaction is in the stream before the first step
+    first = pipeline.step(10.0)
+    assert first is not None and first.upserts == 2  # row 1 (twice, collapsed) and row 2 ...
+    assert first.embedded_by_key == {"1": 1, "2": 1}  # ... in one embedding batch
+    assert _freshness_samples(store_dsn) == 3  # one sample per transaction, not per write
+    first_lsn = pipeline.store.state().applied_lsn
+    second = drain(pipeline, 1)[0]
+    assert second.upserts == 2 and _freshness_samples(store_dsn) == 5
+    assert pipeline.store.state().applied_lsn > first_lsn  # the first write stopped at its group
+    assert_index_matches(pipeline, primary_dsn, store_dsn)
+
+
+def _freshness_samples(store_dsn: str) -> int:
+    with psycopg.connect(store_dsn) as conn:
+        row = conn.execute("SELECT count(*) FROM pipeline_freshness").fetchone()
+    assert row is not None
+    return int(row[0])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -110,10 +110,15 @@ class RateStep:
     drain_s: float  # after the last commit, until the pipeline had applied everything
     freshness: Freshness
     costs: dict[str, KindCost]
+    writes: int  # index writes that applied the step's transactions
 
     @property
     def achieved_rate(self) -> float:
         return self.changes / self.seconds
+
+    @property
+    def transactions_per_write(self) -> float:
+        return self.changes / self.writes if self.writes else 0.0
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,8 @@ class PipelineResult:
 
 
 class RecordingPipeline(SourcePipeline):
-    """A `SourcePipeline` that keeps what it did with each streamed transaction, by xid."""
+    """A `SourcePipeline` that keeps what it did with each streamed transaction, by xid: the
+    stats of the write that applied it (shared by every transaction of that write)."""
 
     def __init__(
         self,
@@ -163,11 +169,11 @@ class RecordingPipeline(SourcePipeline):
         super().__init__(
             source, settings, store_conninfo, embedder, chunker, metrics=PipelineMetrics()
         )
-        self.applied: dict[int, ApplyStats] = {}  # xid -> what apply() did
+        self.applied: dict[int, ApplyStats] = {}  # xid -> what its apply() did
 
-    def apply(self, transaction: Transaction) -> ApplyStats:
-        stats = super().apply(transaction)
-        self.applied[transaction.xid] = stats
+    def apply(self, transactions: Sequence[Transaction]) -> ApplyStats:
+        stats = super().apply(transactions)
+        self.applied.update((t.xid, stats) for t in transactions)
         return stats
 
 
@@ -294,6 +300,7 @@ class Stepper:
             drain_s=drain_s,
             freshness=Freshness.of(self._freshness(since, until)),
             costs=self._costs(),
+            writes=len({id(self.pipeline.applied[xid]) for xid, _ in self.sent}),
         )
 
     def _send(self, rate: float, count: int) -> float:
@@ -328,11 +335,17 @@ class Stepper:
         return [float(r[0]) for r in rows]
 
     def _costs(self) -> dict[str, KindCost]:
+        """Per kind of change, what the pipeline computed and reused for its row. A write that
+        applied several changes of one row counts that row's work once, for the last of them."""
         costs: dict[str, KindCost] = {kind: KindCost() for kind in KINDS}
+        last = {(id(self.pipeline.applied[xid]), c.ticket_id): xid for xid, c in self.sent}
         for xid, change in self.sent:
             stats = self.pipeline.applied[xid]
-            cost = costs[change.kind]
-            cost.add(KindCost(1, stats.embedded, stats.reused, self._whole_document(change)))
+            key = str(change.ticket_id)
+            counted = last[(id(stats), change.ticket_id)] == xid
+            embedded = stats.embedded_by_key[key] if counted else 0
+            reused = stats.reused_by_key[key] if counted else 0
+            costs[change.kind].add(KindCost(1, embedded, reused, self._whole_document(change)))
         return costs
 
     def _whole_document(self, change: Change) -> int:

@@ -23,7 +23,7 @@ def step(rate: float, p95: float, non_text_embedded: int = 0) -> RateStep:
         "delete": KindCost(1, 0, 0, 0),
     }
     freshness = Freshness(int(rate * 10), p95 / 2, p95, p95 * 1.2, p95 * 1.5)
-    return RateStep(rate, 10.0, int(rate * 10), 0.3, freshness, costs)
+    return RateStep(rate, 10.0, int(rate * 10), 0.3, freshness, costs, writes=int(rate * 2))
 
 
 def result(*steps: RateStep) -> PipelineResult:
@@ -66,7 +66,7 @@ def test_the_page_states_the_numbers_and_the_targets() -> None:
     assert "p95 **1200 ms**" in page and "Target: p95 under 1 s (**missed**)" in page
     assert "**10 changes/s**" in page
     assert "2 embeddings computed for 9 changes (target 0: **missed**)" in page
-    assert "| 20 | 20.0 | 200 | 600 ms | 1200 ms | 1440 ms | 1800 ms | 0.3 s | no |" in page
+    assert "| 20 | 20.0 | 200 | 600 ms | 1200 ms | 1440 ms | 1800 ms | 0.3 s | 5.0 | no |" in page
     assert "| text edit (40%) | 12 | 15 | 33 | 48 | 31.2% |" in page
 
 
