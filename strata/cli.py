@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import ipaddress
 import logging
-import secrets
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -20,10 +19,12 @@ import yaml
 from strata import __version__
 from strata.bench.serve_command import bench_serve
 from strata.cli_options import ConfigOption
+from strata.cli_output import fail
 from strata.compute.commands import plan_app
 from strata.config import Settings, load_settings
 from strata.errors import ConfigError, StrataError
 from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
+from strata.gateway.request_logs.commands import logs_app
 from strata.guard.commands import guard_app
 from strata.pipeline.commands import pipeline_app
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
     from strata.gateway.identity import IssuedKey
     from strata.gateway.runtime import BuiltinEngine
+    from strata.telemetry.otel import Otel
 
 EXIT_BAD_CONFIG = 2
 EXIT_CANNOT_START = 1
@@ -59,6 +61,7 @@ bench_app.command("serve")(bench_serve)
 app.add_typer(keys_app, name="keys")
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(usage_app, name="usage")
+app.add_typer(logs_app, name="logs")
 app.add_typer(plan_app, name="plan")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(guard_app, name="guard")
@@ -71,8 +74,22 @@ def bench_engine(ctx: typer.Context) -> None:
     """strata's engine next to transformers (generate one at a time, static batches, its
     continuous batching) on the bundled model, fp32 and bf16, plus this machine's ceilings.
     Options: --dtypes, --systems, --requests, --slo-ttft-ms, --sweep-requests, --no-sweep,
-    --out. Takes 15-20 minutes on 2 cores."""
+    --out. Takes 15-20 minutes on 2 cores. With --profile OUT.json it instead measures step
+    time against step shape for `strata plan batching` (--threads, --max-num-seqs, ...)."""
     from strata.bench.engine import main  # torch and transformers: only when asked
+
+    main(list(ctx.args))
+
+
+@bench_app.command(
+    "simulator", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_simulator(ctx: typer.Context) -> None:
+    """`strata plan batching`'s simulator against the real engine: a step-time profile, the
+    saturation rate, then Poisson load at 30-80% of it, each level run 3 times and simulated
+    on the same trace. Options: --levels, --repeats, --requests, --prompt-len, --output-len,
+    --max-num-seqs, --batch-window-ms, --threads, --profile, --out. About 15 minutes."""
+    from strata.bench.simulator_bench import main  # torch: only when asked
 
     main(list(ctx.args))
 
@@ -123,6 +140,20 @@ def bench_pipeline(ctx: typer.Context) -> None:
     --documents, --rates, --seconds-per-rate, --seed, --out. About 20 minutes at 10,000
     documents on 2 cores."""
     from strata.bench.pipeline.main import main  # torch: only when asked
+
+    main(list(ctx.args))
+
+
+@bench_app.command(
+    "observability", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_observability(ctx: typer.Context) -> None:
+    """Does strata's TTFT agree with its client's (gateway + built-in engine, matched by
+    x-request-id), and what does the engine's instrumentation cost in throughput (interleaved
+    on/off pairs)? Options: --parts, --quick, --rounds, --concurrency, --requests-per-run,
+    --output-tokens, --accuracy-requests, --accuracy-rate, --no-otel, --threads, --out.
+    About 10 minutes on 2 quiet cores."""
+    from strata.bench.observability.main import main  # torch: only when asked
 
     main(list(ctx.args))
 
@@ -216,58 +247,57 @@ def _given(**options: Any) -> dict[str, Any]:
 
 def _settings(config: Path | None, **sections: dict[str, Any]) -> Settings:
     if config is not None and not config.is_file():
-        _fail(f"--config {config}: no such file.", EXIT_BAD_CONFIG)
+        fail(f"--config {config}: no such file.", EXIT_BAD_CONFIG)
     overrides = {name: values for name, values in sections.items() if values}
     try:
         return load_settings(config, **overrides)
     except ConfigError as exc:
-        _fail(exc.message, EXIT_BAD_CONFIG)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
+        fail(exc.message, EXIT_BAD_CONFIG)
 
 
 def _serve_engine(settings: Settings, host: str, port: int) -> None:
     _configure_logging(settings.log_level)
-    app, model_name = _engine_app(settings)
+    app, model_name, otel = _engine_app(settings, host, port)
     typer.echo(f"strata engine: serving '{model_name}' at http://{host}:{port}/v1")
     typer.echo(f"  bearer token: {_token_hint(settings)}")
-    _run_uvicorn(app, host, port, settings.log_level)
+    try:
+        _run_uvicorn(app, host, port, settings.log_level)
+    finally:
+        if otel is not None:
+            otel.shutdown()  # exports what is still buffered
 
 
-def _engine_app(settings: Settings) -> tuple[FastAPI, str]:
+def _engine_app(settings: Settings, host: str, port: int) -> tuple[FastAPI, str, Otel | None]:
     # Imported here: torch and the web stack take seconds and `--help` needs neither.
     from strata.engine.engine import Engine
     from strata.engine.server import build_engine_app, load_or_create_engine_token
+    from strata.telemetry.otel import EngineTelemetry, Otel
 
     try:
         token = load_or_create_engine_token(settings)
         engine = Engine.from_settings(settings.engine, settings.model_cache_dir, settings.slo)
+        otel = Otel.from_settings(settings.telemetry.otel)
     except ConfigError as exc:
-        _fail(exc.message, EXIT_BAD_CONFIG)
+        fail(exc.message, EXIT_BAD_CONFIG)
     except StrataError as exc:
-        _fail(exc.message, EXIT_CANNOT_START)
-    return build_engine_app(engine, token), engine.model_name
+        fail(exc.message, EXIT_CANNOT_START)
+    telemetry = None if otel is None else EngineTelemetry(otel, engine.model_name, (host, port))
+    recording = settings.telemetry.engine_instrumentation
+    app = build_engine_app(engine, token, telemetry=telemetry, instrumentation=recording)
+    return app, engine.model_name, otel
 
 
 def _builtin_engine(settings: Settings) -> BuiltinEngine:
     from strata.engine.engine import Engine
-    from strata.engine.server import build_engine_app
     from strata.gateway.runtime import BuiltinEngine
-    from strata.telemetry.engine_metrics import EngineMetrics
 
     try:
         engine = Engine.from_settings(settings.engine, settings.model_cache_dir, settings.slo)
+        return BuiltinEngine.serving(engine, settings)
     except ConfigError as exc:
-        _fail(exc.message, EXIT_BAD_CONFIG)
+        fail(exc.message, EXIT_BAD_CONFIG)
     except StrataError as exc:
-        _fail(exc.message, EXIT_CANNOT_START)
-    token = secrets.token_urlsafe(32)  # in-process only: never leaves this process
-    metrics = EngineMetrics(engine.stats)
-    app = build_engine_app(engine, token, manage_engine=False, metrics=metrics)
-    return BuiltinEngine(engine, app, token, metrics)
+        fail(exc.message, EXIT_CANNOT_START)
 
 
 def _print_bootstrap_key(issued: IssuedKey) -> None:

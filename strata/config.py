@@ -8,6 +8,7 @@ Unknown keys and bad values fail loudly with the dotted key named (`load_setting
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -260,6 +261,12 @@ class UpstreamSettings(_Section):
         "served model.",
     )
     tier: Tier = "on-demand"
+    gpu: str | None = Field(
+        None,
+        description="Self-hosted: the pricing.gpu_hour_usd entry one replica runs on; a "
+        "request then costs its share of replica time (usage.strata_replica_seconds) at "
+        "`tier`'s GPU-hour price. Empty: priced per token (pricing.models).",
+    )
     dpa: bool = Field(
         False, description="A data-processing agreement forbids training on inputs sent here."
     )
@@ -350,17 +357,85 @@ class GatewaySettings(_Section):
         return self
 
 
+DEBEZIUM_PLACEHOLDER = "__debezium_unavailable_value"
+
+
+class DebeziumBrokerSettings(_Section):
+    """Where a `kind: debezium` source reads Debezium's change events (JSON, as Debezium
+    Server's NATS JetStream or Redis Streams sink publishes them) and how it tracks its place."""
+
+    kind: Literal["nats", "redis"] = Field(
+        "nats", description="'nats': a NATS JetStream stream; 'redis': a Redis stream."
+    )
+    url: str = Field(description="nats://host:4222, or redis://host:6379/0.")
+    stream: str = Field(
+        min_length=1,
+        description="nats: the JetStream stream name; redis: the stream key (Debezium Server "
+        "names it <topic.prefix>.<schema>.<table>).",
+    )
+    subject: str | None = Field(
+        None,
+        description="nats: the subject of the table's events, <topic.prefix>.<schema>.<table> "
+        "as Debezium Server publishes them.",
+    )
+    durable: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="nats: the durable consumer; redis: the consumer group. Default "
+        "strata_<source name>.",
+    )
+    batch: int = Field(256, ge=1, le=10000, description="Most events read in one fetch.")
+    ack_wait_s: float = Field(
+        300.0,
+        gt=0,
+        le=86400,
+        description="nats: how long an event may stay unacknowledged (read, not yet indexed) "
+        "before the broker delivers it again.",
+    )
+    placeholder: str = Field(
+        DEBEZIUM_PLACEHOLDER,
+        min_length=1,
+        description="Debezium's unavailable.value.placeholder: the value it sends for an "
+        "unchanged TOASTed column.",
+    )
+
+    @model_validator(mode="after")
+    def _addressed(self) -> DebeziumBrokerSettings:
+        scheme = "nats://" if self.kind == "nats" else ("redis://", "rediss://")
+        if not self.url.startswith(scheme):
+            raise ValueError(f"broker.url must start with {scheme} for broker.kind {self.kind}")
+        if self.kind == "nats" and not self.subject:
+            raise ValueError(
+                "broker.subject is required for kind nats: the subject Debezium Server publishes "
+                "the table's events on, <topic.prefix>.<schema>.<table>"
+            )
+        if self.kind == "redis" and self.subject:
+            raise ValueError("broker.subject applies to kind nats only; remove it")
+        return self
+
+
 class PipelineSourceSettings(_Section):
     """One CDC source (`strata.pipeline`): a table of the user's PostgreSQL, streamed through
-    logical replication into one retrieval collection."""
+    logical replication (kind postgres) or read as Debezium's change events from a broker (kind
+    debezium) into one retrieval collection."""
 
     name: str = Field(
         pattern=r"^[a-z][a-z0-9_]{0,39}$",
         description="Unique source name (lower case, digits, _); the publication and the "
         "replication slot on the primary are named strata_<name>.",
     )
+    kind: Literal["postgres", "debezium"] = Field(
+        "postgres",
+        description="'postgres': logical replication from `dsn`; 'debezium': Debezium's change "
+        "events from `broker` (the primary is not contacted).",
+    )
     dsn: SecretStr = Field(
-        description="The primary database: wal_level=logical and a role allowed to replicate."
+        SecretStr(""),
+        description="kind postgres: the primary database, wal_level=logical and a role allowed "
+        "to replicate.",
+    )
+    broker: DebeziumBrokerSettings | None = Field(
+        None, description="kind debezium: where Debezium publishes the table's change events."
     )
     table: str = Field(
         pattern=r"^([A-Za-z_][A-Za-z0-9_$]*\.)?[A-Za-z_][A-Za-z0-9_$]*$",
@@ -412,6 +487,7 @@ class PipelineSourceSettings(_Section):
             raise ValueError(f"{where}: set tenant_column or tenant (exactly one)")
         if self.row_filter is not None and (";" in self.row_filter or not self.row_filter.strip()):
             raise ValueError(f"{where}: row_filter must be one SQL condition without ';'")
+        _check_kind(self, where)
         return self
 
     @property
@@ -420,6 +496,35 @@ class PipelineSourceSettings(_Section):
         if self.template is None:
             return list(self.text_columns)
         return list(dict.fromkeys(_template_fields(self.template)))
+
+
+def _check_kind(source: PipelineSourceSettings, where: str) -> None:
+    """What each kind of source needs: a primary to stream from, or a broker to read."""
+    if source.kind == "postgres":
+        if not source.dsn.get_secret_value():
+            raise ValueError(f"{where}: set dsn (the primary database) for kind postgres")
+        if source.broker is not None:
+            raise ValueError(f"{where}: broker applies to kind debezium only; remove it")
+        return
+    if source.broker is None:
+        raise ValueError(
+            f"{where}: kind debezium needs broker (kind nats or redis, url, stream, ...): where "
+            "Debezium Server publishes the table's change events"
+        )
+    if source.dsn.get_secret_value():
+        raise ValueError(
+            f"{where}: dsn is not used by kind debezium (strata reads the broker only); remove it"
+        )
+    if not source.primary_key:
+        raise ValueError(
+            f"{where}: kind debezium needs primary_key, the table's key columns (Debezium "
+            "Server's sinks do not carry the event key)"
+        )
+    if source.row_filter is not None:
+        raise ValueError(
+            f"{where}: row_filter needs the primary, which kind debezium does not read; filter "
+            "in Debezium instead (its filter transform) and remove row_filter"
+        )
 
 
 def _check_sql_name(name: str, where: str) -> None:
@@ -497,6 +602,12 @@ class PipelineSettings(_Section):
     freshness_samples: int = Field(
         10000, ge=100, description="Recent freshness samples kept per source for status."
     )
+    group_transactions: int = Field(
+        256,
+        ge=1,
+        le=10000,
+        description="Most waiting source transactions applied as one index write (1: one by one).",
+    )
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineSettings:
@@ -514,6 +625,52 @@ class PipelineSettings(_Section):
         raise KeyError(name)
 
 
+class OtelSettings(_Section):
+    """OpenTelemetry export over OTLP (`strata.telemetry.otel`): request traces and the GenAI
+    semantic-convention metrics. Off unless `traces` or `metrics` is on."""
+
+    traces: bool = Field(False, description="Export a trace of each generation request's stages.")
+    metrics: bool = Field(False, description="Export the OpenTelemetry GenAI metrics.")
+    endpoint: str | None = Field(
+        None,
+        description="The collector: for http/protobuf the base URL (/v1/traces and /v1/metrics "
+        "are appended), e.g. http://127.0.0.1:4318; for grpc its URL, e.g. http://127.0.0.1:4317.",
+    )
+    protocol: Literal["http/protobuf", "grpc"] = Field(
+        "http/protobuf", description="OTLP transport; grpc needs the `otlp-grpc` extra."
+    )
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="Headers sent with every export (a collector's key)."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300, description="Time one export may take.")
+    service_name: str = Field("strata", min_length=1, description="The `service.name` resource.")
+    sample_ratio: float = Field(
+        1.0, ge=0, le=1, description="Share of new traces kept; a caller's traceparent decides "
+        "for its own requests.",
+    )  # fmt: skip
+    metrics_interval_s: float = Field(
+        10.0, gt=0, le=3600, description="Seconds between metric exports."
+    )
+
+    @model_validator(mode="after")
+    def _where_to(self) -> OtelSettings:
+        if (self.traces or self.metrics) and not self.endpoint:
+            on = "traces" if self.traces else "metrics"
+            raise ValueError(
+                f"telemetry.otel.{on} is on but telemetry.otel.endpoint is empty; set it to the "
+                "collector, e.g. http://127.0.0.1:4318"
+            )
+        if self.endpoint and not self.endpoint.startswith(("http://", "https://")):
+            raise ValueError(
+                "telemetry.otel.endpoint must start with http:// or https://, e.g. "
+                "http://127.0.0.1:4318"
+            )
+        return self
+
+
+MAX_DASHBOARD_POINTS = 100_000
+
+
 class TelemetrySettings(_Section):
     """Metrics (`strata.telemetry`)."""
 
@@ -522,19 +679,209 @@ class TelemetrySettings(_Section):
         description="Tenants that get their own label on per-tenant metrics; every other tenant "
         "counts as 'other' (bounded label cardinality).",
     )
+    otel: OtelSettings = Field(default_factory=OtelSettings)
+    engine_instrumentation: bool = Field(
+        True,
+        description="Record each engine request in the Prometheus metrics and OpenTelemetry; "
+        "false records none (engine-wide gauges remain), e.g. to measure what recording costs.",
+    )
+    dashboard_interval_s: float = Field(
+        2.0, ge=0.05, le=300, description="Seconds between the dashboard's samples of the metrics."
+    )
+    dashboard_history_s: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="How far back the dashboard's plots reach."
+    )
+    dashboard_session_s: float = Field(
+        3600.0, gt=0, le=7 * 86400, description="How long a dashboard login lasts."
+    )
+
+    @model_validator(mode="after")
+    def _bounded_history(self) -> TelemetrySettings:
+        if self.dashboard_points > MAX_DASHBOARD_POINTS:
+            raise ValueError(
+                f"telemetry.dashboard_history_s / dashboard_interval_s keeps "
+                f"{self.dashboard_points} points; at most {MAX_DASHBOARD_POINTS}"
+            )
+        return self
+
+    @property
+    def dashboard_points(self) -> int:
+        """Points the dashboard keeps in memory (about a kilobyte each)."""
+        return max(1, math.ceil(self.dashboard_history_s / self.dashboard_interval_s))
+
+
+class LatencyAlertSettings(_Section):
+    """p99 time to first token and end-to-end latency per route: over a fixed threshold, or
+    jumping against its own recent baseline."""
+
+    ttft_p99_ms: float | None = Field(
+        2000.0, gt=0, description="Fire when p99 TTFT over the window exceeds this; empty: off."
+    )
+    e2e_p99_ms: float | None = Field(
+        60000.0, gt=0, description="Fire when p99 end-to-end latency exceeds this; empty: off."
+    )
+    jump_factor: float | None = Field(
+        3.0,
+        gt=1,
+        description="Fire when a p99 exceeds this multiple of its baseline p99 (the median of "
+        "the baseline's per-slice p99s); empty: no baseline rule.",
+    )
+    jump_min_ms: float = Field(
+        250.0, ge=0, description="A jump counts only when the p99 is also above this."
+    )
+
+
+class CostAlertSettings(_Section):
+    """Cost-per-request anomaly per tenant, by robust statistics (median and MAD)."""
+
+    mad_factor: float = Field(
+        5.0,
+        gt=0,
+        description="Fire when a tenant's median cost per request over the window exceeds its "
+        "baseline median by this many scaled MADs (1.4826 x MAD)...",
+    )
+    min_increase: float = Field(
+        0.5, ge=0, description="...and by at least this fraction of that median (0.5: +50%)."
+    )
+
+
+class QuotaAlertSettings(_Section):
+    """A user or tenant nearing a daily or monthly token or cost budget."""
+
+    warn_fraction: float = Field(
+        0.8, gt=0, lt=1, description="Fire when this share of a budget is used."
+    )
+
+
+class FreshnessAlertSettings(_Section):
+    """The pipeline's freshness (source commit to searchable) against its SLO."""
+
+    slo_s: float | None = Field(
+        30.0,
+        gt=0,
+        description="Fire when a source's p99 freshness over the window exceeds this many "
+        "seconds; empty: off.",
+    )
+
+
+class WebhookSettings(_Section):
+    """Where alerts are POSTed as JSON (besides the log)."""
+
+    url: str | None = Field(None, description="http(s) URL; empty: alerts go to the log only.")
+    timeout_s: float = Field(5.0, gt=0, le=60, description="Time one POST may take.")
+    retries: int = Field(3, ge=0, le=10, description="Retries after a failed POST (backoff).")
+    secret_header: str = Field(
+        "X-Strata-Alert-Secret",
+        pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="Header that carries `secret`.",
+    )
+    secret: SecretStr | None = Field(
+        None, description="Sent in `secret_header` so the receiver can tell strata's POSTs."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(
+                "must start with http:// or https://, e.g. https://hooks.example.com/a"
+            )
+        return url
+
+    @model_validator(mode="after")
+    def _secret_needs_url(self) -> WebhookSettings:
+        if self.secret is not None and self.url is None:
+            raise ValueError("alerts.webhook.secret is set but alerts.webhook.url is empty")
+        return self
+
+
+class AlertSettings(_Section):
+    """Alert rules evaluated inside strata (`strata.telemetry.alerts`), sent to the log and
+    an optional webhook. Each rule compares the recent `window_s` with the `baseline_s` before
+    it; a condition must hold `for_s` to fire and stay clear `resolve_after_s` to resolve."""
+
+    enabled: bool = Field(True, description="Evaluate the alert rules in the gateway.")
+    interval_s: float = Field(10.0, gt=0, le=3600, description="Seconds between evaluations.")
+    window_s: float = Field(120.0, gt=0, description="The recent window each rule looks at.")
+    baseline_s: float = Field(
+        3600.0, gt=0, description="How far back before the window the baseline reaches."
+    )
+    for_s: float = Field(
+        120.0,
+        ge=0,
+        description="How long a condition must hold before it fires (at least window_s: one "
+        "outlier then cannot fire).",
+    )
+    resolve_after_s: float = Field(
+        300.0, ge=0, description="How long a firing alert must stay clear before it resolves."
+    )
+    clear_ratio: float = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Hysteresis: a firing alert is clear only below this share of its threshold.",
+    )
+    min_samples: int = Field(
+        20, ge=1, description="Fewest requests in the window (and the baseline) to judge."
+    )
+    latency: LatencyAlertSettings = Field(default_factory=LatencyAlertSettings)
+    cost: CostAlertSettings = Field(default_factory=CostAlertSettings)
+    quota: QuotaAlertSettings = Field(default_factory=QuotaAlertSettings)
+    freshness: FreshnessAlertSettings = Field(default_factory=FreshnessAlertSettings)
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+
+    @model_validator(mode="after")
+    def _windows(self) -> AlertSettings:
+        if self.window_s < self.interval_s:
+            raise ValueError(
+                f"alerts.window_s ({self.window_s}) is shorter than alerts.interval_s "
+                f"({self.interval_s}); make the window at least one interval"
+            )
+        if self.baseline_s < self.window_s:
+            raise ValueError(
+                f"alerts.baseline_s ({self.baseline_s}) is shorter than alerts.window_s "
+                f"({self.window_s}); the baseline should span several windows"
+            )
+        return self
 
 
 class GuardSettings(_Section):
-    """The guard step of the gateway (`strata.guard`): what it does per detector, per tenant."""
+    """The guard (`strata.guard`): what it does per detector, per tenant, in the gateway step
+    and on the chunks the pipeline indexes (`strata.pipeline.screen`)."""
 
-    enabled: bool = Field(True, description="Run the guard on every generation request.")
+    enabled: bool = Field(
+        True, description="Run the guard on every generation request and every indexed chunk."
+    )
     default: dict[str, Any] = Field(
         default_factory=lambda: {"injection": "flag"},
         description="Policy for tenants not listed: injection, injection_threshold, secrets, "
-        "pii, canary, hidden_characters, documents (actions: block, redact, flag, off).",
+        "pii, canary, hidden_characters, documents (actions: block, redact, flag, off; for "
+        "documents, block quarantines an indexed chunk the detector flags).",
     )
     tenants: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-tenant policies; keys left out keep the default."
+    )
+
+
+class RequestLogSettings(_Section):
+    """Request logs (`strata.gateway.request_logs`): the prompts and answers of the tenants an
+    admin opted in (`strata logs enable`), redacted before they are stored, kept for a while."""
+
+    retention_days: int = Field(
+        30, ge=1, le=3650, description="Days a log is kept, unless its tenant sets its own."
+    )
+    max_text_chars: int = Field(
+        20_000, ge=100, le=200_000,
+        description="Most characters stored of a request's prompt, and of its answer.",
+    )  # fmt: skip
+    flush_ms: float = Field(1000.0, gt=0, le=60_000, description="Log batch interval.")
+    refresh_s: float = Field(
+        5.0, gt=0, le=3600,
+        description="How often the opted-in tenants are re-read (changes made through another "
+        "replica or the CLI take effect within this).",
+    )  # fmt: skip
+    purge_interval_s: float = Field(
+        600.0, gt=0, le=86_400, description="How often logs past their retention are deleted."
     )
 
 
@@ -565,7 +912,9 @@ class Settings(BaseSettings):
     )
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
+    request_logs: RequestLogSettings = Field(default_factory=RequestLogSettings)
     redis_url: SecretStr | None = Field(
         None, description="STRATA_REDIS_URL: share limits among gateway replicas through Redis."
     )
@@ -597,6 +946,8 @@ class Settings(BaseSettings):
                 "gateway.engine is false and no upstreams are configured: nothing "
                 "could answer; add an upstream or enable the built-in engine"
             )
+        for upstream in self.upstreams:
+            _check_gpu_price(upstream, self.pricing)
         return self
 
     @property
@@ -614,6 +965,24 @@ class Settings(BaseSettings):
     @property
     def postgres_dir(self) -> Path:
         return self.data_dir / "postgres"
+
+
+def _check_gpu_price(upstream: UpstreamSettings, pricing: PricingSettings) -> None:
+    """A self-hosted upstream's `gpu` must name a price for its tier."""
+    if upstream.gpu is None:
+        return
+    entry = pricing.gpu_hour_usd.get(upstream.gpu.lower())
+    if entry is None:
+        raise ValueError(
+            f"upstreams[{upstream.name}].gpu is {upstream.gpu!r}, which pricing.gpu_hour_usd "
+            f"does not list; use one of {sorted(pricing.gpu_hour_usd)} or add "
+            f"pricing.gpu_hour_usd.{upstream.gpu.lower()}"
+        )
+    if upstream.tier == "spot" and entry.spot is None:
+        raise ValueError(
+            f"upstreams[{upstream.name}] has tier spot but pricing.gpu_hour_usd."
+            f"{upstream.gpu.lower()}.spot is empty; set that price or change the tier"
+        )
 
 
 class _YamlSource(PydanticBaseSettingsSource):

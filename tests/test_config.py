@@ -126,6 +126,17 @@ def test_settings_is_the_root_type() -> None:
             },
             "not both",
         ),
+        (
+            {"upstreams": [{"name": "a", "url": "http://x", "gpu": "tpu-v9"}]},
+            r"upstreams\[a\]\.gpu is 'tpu-v9'.*add pricing\.gpu_hour_usd\.tpu-v9",
+        ),
+        (
+            {
+                "upstreams": [{"name": "a", "url": "http://x", "gpu": "mine", "tier": "spot"}],
+                "pricing": {"gpu_hour_usd": {"mine": {"reserved": 1, "on_demand": 2}}},
+            },
+            r"tier spot but pricing\.gpu_hour_usd\.mine\.spot is empty",
+        ),
     ],
 )
 def test_gateway_settings_that_cannot_work_are_refused(

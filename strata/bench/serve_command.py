@@ -14,10 +14,12 @@ import shlex
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from typer.core import TyperOption
+
+from strata.cli_output import fail
 
 if TYPE_CHECKING:
     from strata.bench.client import Target
@@ -162,9 +164,9 @@ def bench_serve(
         else:
             report = _run_load(job, _shape(concurrency, rate, poisson, seed), name)
     except ConfigError as exc:
-        _fail(exc.message, EXIT_BAD_OPTIONS)
+        fail(exc.message, EXIT_BAD_OPTIONS)
     except BenchTargetError as exc:
-        _fail(exc.message, EXIT_FAILED)
+        fail(exc.message, EXIT_FAILED)
     _finish(report, out)
 
 
@@ -229,12 +231,7 @@ def _finish(report: Report, out: Path) -> None:
     typer.echo(report.markdown, nl=False)
     typer.echo(f"wrote {json_path} and {md_path}", err=True)
     if not report.any_succeeded:
-        _fail("no request succeeded: see the errors table", EXIT_FAILED)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
+        fail("no request succeeded: see the errors table", EXIT_FAILED)
 
 
 def command_line(ctx: typer.Context) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from strata.engine.accounting import ReplicaAccountant
 from strata.engine.batch_policy import BatchPolicy, FixedBatchPolicy, QueueState
 from strata.engine.block_manager import BlockManager
 from strata.engine.model_config import ModelConfig
@@ -22,6 +24,9 @@ from strata.engine.outputs import EngineStats, FinishReason
 from strata.engine.request import Request
 from strata.engine.scheduler import ScheduledChunk, Scheduler, SchedulerConfig, SchedulerOutput
 from strata.errors import ConfigError, InvalidRequestError, OverloadedError
+
+# Told every step's schedule and wall seconds, on the engine thread (the step profiler listens).
+StepObserver = Callable[[SchedulerOutput, float], None]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,8 @@ class EngineCore:
         self.last_batch_size = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.accountant = ReplicaAccountant()
+        self.step_observers: list[StepObserver] = []
         self._requests: dict[str, Request] = {}
 
     @property
@@ -101,6 +108,8 @@ class EngineCore:
             request = self._requests.pop(request_id, None)
             if request is not None:
                 self.scheduler.finish(request, reason)
+                if not self.scheduler.running:
+                    self.accountant.batch_emptied()
 
     def step(self) -> list[Request]:
         """Run one engine step; return the requests that gained a token (possibly finishing)."""
@@ -108,7 +117,10 @@ class EngineCore:
         with self.lock:
             output = self.scheduler.schedule()
             if not output.chunks:
+                if not self.scheduler.running:
+                    self.accountant.batch_emptied()
                 return []
+            self.accountant.step_started()
             inputs = self.runner.prepare(output)
         sampled = self.runner.run(inputs)
         with self.lock:
@@ -116,6 +128,7 @@ class EngineCore:
             for request in changed:
                 if request.is_finished:
                     self._requests.pop(request.request_id, None)
+            self.accountant.step_finished(output.chunks, bool(self.scheduler.running))
         self._report(output, changed, started)
         self.num_steps += 1
         self.last_batch_size = len(output.chunks)
@@ -127,6 +140,8 @@ class EngineCore:
         now = time.perf_counter()
         policy = self.batch_policy
         policy.observe_step(now - started, output.num_tokens, len(output.chunks), now)
+        for observe in self.step_observers:
+            observe(output, now - started)
         for request in changed:
             if request.num_output_tokens == 1 and request.first_token_time is not None:
                 policy.observe_first_token(request.first_token_time - request.arrival_time, now)
@@ -160,6 +175,7 @@ class EngineCore:
     def stats(self) -> EngineStats:
         with self.lock:
             bm = self.block_manager
+            clock = self.accountant.snapshot()
             return EngineStats(
                 num_running=len(self.scheduler.running),
                 num_waiting=len(self.scheduler.waiting),
@@ -177,6 +193,9 @@ class EngineCore:
                 batch_window_s=self.batch_policy.batch_window_s,
                 slo_attainment=self.batch_policy.slo_attainment,
                 num_shed=self.batch_policy.num_shed,
+                replica_s=clock.replica_s,
+                busy_s=clock.busy_s,
+                idle_s=clock.idle_s,
             )
 
 

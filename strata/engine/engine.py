@@ -197,6 +197,7 @@ class Engine:
             completion_tokens=produced,
             cached_tokens=request.num_cached_tokens,
             timing=request.timing() if reason is not None else None,
+            replica_seconds=request.replica_seconds if reason is not None else None,
         )
 
     def abort(self, request_id: str) -> None:

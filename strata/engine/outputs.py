@@ -31,7 +31,8 @@ class Delta:
     """What one request produced since its previous delta.
 
     `text` is the newly decoded text (stop strings already cut off); `token_ids` the new
-    token ids. The last delta of a request has `finish_reason` set and carries `timing`.
+    token ids. The last delta of a request has `finish_reason` set and carries `timing` and
+    `replica_seconds` (its share of replica time so far, `strata.engine.accounting`).
     """
 
     request_id: str
@@ -42,6 +43,7 @@ class Delta:
     completion_tokens: int  # cumulative
     cached_tokens: int  # prompt tokens served from the prefix cache
     timing: RequestTiming | None = None
+    replica_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class EngineStats:
     batch_window_s: float = 0.0  # current batching window
     slo_attainment: float | None = None  # share of recent requests within the TTFT SLO
     num_shed: int = 0  # cumulative requests turned away to protect the SLO
+    replica_s: float = 0.0  # seconds since the replica started (= busy_s + idle_s)
+    busy_s: float = 0.0  # of those, seconds with a request running
+    idle_s: float = 0.0  # of those, seconds with none
 
     @property
     def kv_usage(self) -> float:

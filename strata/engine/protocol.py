@@ -257,10 +257,15 @@ class PromptTokensDetails(BaseModel):
 
 
 class Usage(BaseModel):
+    """OpenAI's usage object plus one strata extension: `strata_replica_seconds`, the
+    request's share of replica time (`strata.engine.accounting`), on a finished request's usage
+    only. The gateway prices self-hosted upstreams by it."""
+
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
     prompt_tokens_details: PromptTokensDetails
+    strata_replica_seconds: float | None = Field(None, exclude_if=_absent_if_none)
 
     @classmethod
     def from_delta(cls, last: Delta) -> Usage:
@@ -270,6 +275,7 @@ class Usage(BaseModel):
             completion_tokens=last.completion_tokens,
             total_tokens=last.prompt_tokens + last.completion_tokens,
             prompt_tokens_details=PromptTokensDetails(cached_tokens=last.cached_tokens),
+            strata_replica_seconds=last.replica_seconds,
         )
 
 

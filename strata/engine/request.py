@@ -45,6 +45,7 @@ class Request:
     first_token_time: float | None = None
     finished_time: float | None = None
     num_preemptions: int = 0
+    replica_seconds: float = 0.0  # its share of the replica's busy time (engine.accounting)
     generator: Any = None  # torch.Generator for seeded sampling, made on first use
 
     def __post_init__(self) -> None:

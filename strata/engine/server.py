@@ -9,7 +9,6 @@ This module knows HTTP, tokens-in/tokens-out and metrics; it knows nothing of te
 
 from __future__ import annotations
 
-import hmac
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -33,13 +32,12 @@ from strata.engine.protocol import (
     sse_event,
 )
 from strata.errors import (
-    AuthenticationError,
     ConfigError,
     InvalidRequestError,
     NotFoundError,
     StrataError,
 )
-from strata.http_auth import bearer_credential
+from strata.http_auth import BearerTokenMiddleware, check_bearer
 from strata.http_disconnect import unless_disconnected
 from strata.http_errors import (
     INTERNAL_ERROR_MESSAGE,
@@ -49,11 +47,12 @@ from strata.http_errors import (
 )
 from strata.http_limits import BodySizeLimitMiddleware
 from strata.secret_files import read_or_create_secret
-from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics, RequestRecorder
+from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics, NullRecorder, Recorder
 
 if TYPE_CHECKING:
     from strata.config import Settings
     from strata.engine.tokenizer import Tokenizer
+    from strata.telemetry.otel import EngineTelemetry
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +67,14 @@ def build_engine_app(
     *,
     manage_engine: bool = True,
     metrics: EngineMetrics | None = None,
+    telemetry: EngineTelemetry | None = None,
+    instrumentation: bool = True,
 ) -> FastAPI:
     """The engine's HTTP app. With `manage_engine` the app starts and stops the engine loop;
-    `metrics` lets an embedding process (the gateway) scrape what this app records."""
+    `metrics` lets an embedding process (the gateway) scrape what this app records;
+    `telemetry` reports each request to OpenTelemetry (None: off). Without `instrumentation`
+    no request is recorded at all, neither in `metrics` nor to `telemetry`; the engine-wide
+    gauges and counters are still read at scrape time."""
     if not token:
         raise ConfigError("The engine server needs a non-empty bearer token.")
     app = FastAPI(
@@ -83,23 +87,21 @@ def build_engine_app(
     )
     install_error_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(BearerTokenMiddleware, token=token, public=("/healthz",))  # runs first
     app.add_api_route("/healthz", _health_route(engine), methods=["GET"])
-    routes = _OpenAIRoutes(engine, metrics or EngineMetrics(engine.stats))
+    metrics = metrics or EngineMetrics(engine.stats)
+    routes = _OpenAIRoutes(engine, metrics, telemetry, recording=instrumentation)
     app.include_router(routes.router(), dependencies=[Depends(bearer_auth(token))])
     return app
 
 
 def bearer_auth(token: str) -> Callable[[Request], None]:
-    """A dependency accepting only `Authorization: Bearer <token>`, compared in constant time."""
-    expected = token.encode()
+    """A dependency accepting only `Authorization: Bearer <token>`, compared in constant time
+    (`BearerTokenMiddleware` checks first, before the body is read; this keeps the routes
+    closed wherever they are mounted)."""
 
     def check(request: Request) -> None:
-        given = bearer_credential(request.headers.get("authorization")) or ""
-        if not hmac.compare_digest(given.encode(), expected):
-            raise AuthenticationError(
-                "Missing or invalid bearer token: send 'Authorization: Bearer <engine token>'.",
-                code="invalid_api_key",
-            )
+        check_bearer(request.headers.get("authorization"), token)
 
     return check
 
@@ -139,9 +141,17 @@ def _health_route(engine: Engine) -> Callable[[], Awaitable[JSONResponse]]:
 class _OpenAIRoutes:
     """The authenticated routes; each handler is: check model → tokenize → generate → format."""
 
-    def __init__(self, engine: Engine, metrics: EngineMetrics) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: EngineMetrics,
+        telemetry: EngineTelemetry | None,
+        recording: bool = True,
+    ) -> None:
         self.engine = engine
         self.metrics = metrics
+        self.telemetry = telemetry
+        self.recording = recording  # False: no request is recorded (NullRecorder)
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -152,7 +162,7 @@ class _OpenAIRoutes:
         return router
 
     async def chat(self, body: ChatCompletionRequest, request: Request) -> Response:
-        recorder = self.metrics.recorder()
+        recorder = self._recorder(request, "chat", body.model)
         self._check_model(body.model)
         messages = body.template_messages()
         ids = await run_in_threadpool(chat_prompt_ids, self.engine.tokenizer, messages)
@@ -160,11 +170,20 @@ class _OpenAIRoutes:
         return await self._generate(_Call(request, fmt, recorder, "messages"), body, ids)
 
     async def completions(self, body: CompletionRequest, request: Request) -> Response:
-        recorder = self.metrics.recorder()
+        recorder = self._recorder(request, "text_completion", body.model)
         self._check_model(body.model)
         ids = await run_in_threadpool(text_prompt_ids, self.engine.tokenizer, body.prompt)
         fmt = TextFormat(f"cmpl-{uuid4().hex}", self.engine.model_name, body.return_token_ids)
         return await self._generate(_Call(request, fmt, recorder, "prompt"), body, ids)
+
+    def _recorder(self, request: Request, operation: str, model: str | None) -> Recorder:
+        """`operation` names the request for OpenTelemetry (the GenAI conventions' name)."""
+        if not self.recording:
+            return NullRecorder()
+        if self.telemetry is None:
+            return self.metrics.recorder()
+        report = self.telemetry.request(request.headers, operation, model)
+        return self.metrics.recorder(on_finish=report)
 
     async def models(self) -> ModelList:
         card = ModelCard(id=self.engine.model_name, max_model_len=self.engine.max_model_len)
@@ -210,7 +229,7 @@ class _Call:
 
     request: Request
     fmt: ResponseFormat
-    recorder: RequestRecorder
+    recorder: Recorder
     prompt_param: str  # the field holding the prompt: "messages" or "prompt"
 
 

@@ -9,27 +9,21 @@ printed exactly once; the store keeps only its hash.
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeVar
+from typing import Annotated, Any
 
-import psycopg
 import typer
 
-from strata.cli_options import EXIT_BAD_INPUT, EXIT_FAILED, ConfigOption, JsonOption
-from strata.config import Settings, load_settings
-from strata.errors import ConfigError, InvalidRequestError, StrataError
+from strata.cli_options import ConfigOption, JsonOption
+from strata.cli_output import echo_json, echo_table, run_on_store
 from strata.gateway.identity import IssuedKey, KeyInfo, KeyStore, TenantInfo
 from strata.gateway.ledger import Concentration, ReportBy, UsageRow, concentration, usage_report
 from strata.gateway.principal import Limits, Role
+from strata.gateway.replica_time import ReplicaUsage, replica_time_report
 from strata.store.database import Database
 
 ACTOR = "cli"
-T = TypeVar("T")
 
 keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
 tenants_app = typer.Typer(help="Tenants: data-processing rules and limits.", no_args_is_help=True)
@@ -85,7 +79,7 @@ def keys_create(
             actor=ACTOR,
         )
 
-    issued = _run(config, create)
+    issued = run_on_store(config, create)
     _print_issued(issued, f"Created API key {issued.key_id} for {tenant}/{user}.", as_json)
 
 
@@ -96,13 +90,13 @@ def keys_list(
     config: ConfigOption = None,
 ) -> None:
     """List keys (never their secrets), oldest first, revoked and expired ones included."""
-    keys = _run(config, lambda db: KeyStore(db.pool).list_keys(tenant))
+    keys = run_on_store(config, lambda db: KeyStore(db.pool).list_keys(tenant))
     now = datetime.now(UTC)
     if as_json:
-        _echo_json([key_json(k, now) for k in keys])
+        echo_json([key_json(k, now) for k in keys])
         return
     headers = ("KEY ID", "TENANT", "USER", "ROLE", "STATUS", "NAME", "CREATED", "EXPIRES")
-    _echo_table(headers, [_key_line(k, now) for k in keys])
+    echo_table(headers, [_key_line(k, now) for k in keys])
 
 
 @keys_app.command("revoke")
@@ -111,7 +105,7 @@ def keys_revoke(
     config: ConfigOption = None,
 ) -> None:
     """Revoke a key: it stops working at once (within gateway.key_cache_s on other replicas)."""
-    info = _run(config, lambda db: KeyStore(db.pool).revoke(key_id, actor=ACTOR))
+    info = run_on_store(config, lambda db: KeyStore(db.pool).revoke(key_id, actor=ACTOR))
     typer.echo(f"Revoked API key {info.key_id} ({info.spec.tenant}/{info.spec.user}).")
 
 
@@ -122,7 +116,7 @@ def keys_rotate(
     config: ConfigOption = None,
 ) -> None:
     """Replace a key by a new one with the same settings and revoke the old one."""
-    issued = _run(config, lambda db: KeyStore(db.pool).rotate(key_id, actor=ACTOR))
+    issued = run_on_store(config, lambda db: KeyStore(db.pool).rotate(key_id, actor=ACTOR))
     _print_issued(
         issued, f"Rotated API key {key_id}: revoked, replaced by {issued.key_id}.", as_json
     )
@@ -130,7 +124,7 @@ def keys_rotate(
 
 def _print_issued(issued: IssuedKey, headline: str, as_json: bool) -> None:
     if as_json:
-        _echo_json({"key": issued.key, **key_json(issued.info, datetime.now(UTC))})
+        echo_json({"key": issued.key, **key_json(issued.info, datetime.now(UTC))})
         return
     typer.echo(f"{headline}\n\n    {issued.key}\n")
     typer.echo("Store it now: it is not shown again.")
@@ -185,7 +179,7 @@ def tenants_create(
 ) -> None:
     """Create a tenant (limits unset: no limit of that kind)."""
     limits = Limits(rpm, tpm, concurrent, daily_tokens, monthly_tokens, daily_cost, monthly_cost)
-    tenant = _run(
+    tenant = run_on_store(
         config,
         lambda db: KeyStore(db.pool).create_tenant(
             name, require_dpa=require_dpa, limits=limits, actor=ACTOR
@@ -222,19 +216,19 @@ def tenants_update(
         limits = merge_limits(base, given)
         return await store.update_tenant(name, require_dpa=require_dpa, limits=limits, actor=ACTOR)
 
-    typer.echo(f"Updated tenant {_describe(_run(config, update))}.")
+    typer.echo(f"Updated tenant {_describe(run_on_store(config, update))}.")
 
 
 @tenants_app.command("list")
 def tenants_list(as_json: JsonOption = False, config: ConfigOption = None) -> None:
     """List tenants with their data-processing rule and limits."""
-    tenants = _run(config, lambda db: KeyStore(db.pool).list_tenants())
+    tenants = run_on_store(config, lambda db: KeyStore(db.pool).list_tenants())
     if as_json:
-        _echo_json([_tenant_json(t) for t in tenants])
+        echo_json([_tenant_json(t) for t in tenants])
         return
     headers = ("TENANT", "DPA", "RPM", "TPM", "CONCURRENT", "TOKENS/DAY", "TOKENS/MONTH",
                "USD/DAY", "USD/MONTH")  # fmt: skip
-    _echo_table(headers, [_tenant_line(t) for t in tenants])
+    echo_table(headers, [_tenant_line(t) for t in tenants])
 
 
 def merge_limits(base: Limits, given: Limits) -> Limits:
@@ -279,21 +273,32 @@ def usage_report_command(
 ) -> None:
     """The biggest spenders by cost (then tokens), with their share of the period's totals."""
     start = since.replace(tzinfo=UTC) if since is not None else None
-    rows, spread = _run(config, lambda db: _report_and_spread(db, by, top, start))
+    rows, spread, replicas = run_on_store(config, lambda db: _report_and_spread(db, by, top, start))
     if as_json:
         rows_json = [{**asdict(r), "tokens": r.tokens} for r in rows]
-        _echo_json({"rows": rows_json, "concentration": asdict(spread)})
+        replicas_json = [{**asdict(r), "idle_share": r.idle_share} for r in replicas]
+        echo_json({"rows": rows_json, "concentration": asdict(spread), "replicas": replicas_json})
         return
     headers = (by.upper(), "REQUESTS", "PROMPT", "COMPLETION", "COST USD", "COST %", "TOKENS %")
-    _echo_table(headers, [_usage_line(r) for r in rows])
-    for line in _spread_lines(spread):
+    echo_table(headers, [_usage_line(r) for r in rows])
+    for line in [*_spread_lines(spread), *map(_replica_line, replicas)]:
         typer.echo(line)
 
 
 async def _report_and_spread(
     db: Database, by: str, top: int, since: datetime | None
-) -> tuple[list[UsageRow], Concentration]:
-    return await usage_report(db.pool, by, top, since), await concentration(db.pool, by, since)
+) -> tuple[list[UsageRow], Concentration, list[ReplicaUsage]]:
+    return (await usage_report(db.pool, by, top, since), await concentration(db.pool, by, since),
+            await replica_time_report(db.pool, since))  # fmt: skip
+
+
+def _replica_line(usage: ReplicaUsage) -> str:
+    """A self-hosted upstream's idle time: paid for, billed to no request."""
+    return (
+        f"idle replica time on {usage.upstream}: {usage.idle_s:.0f} s of {usage.replica_s:.0f} s "
+        f"({100 * usage.idle_share:.1f}%) = ${usage.idle_cost_usd:.4f} of "
+        f"${usage.replica_cost_usd:.4f}"
+    )
 
 
 def _spread_lines(spread: Concentration) -> list[str]:
@@ -318,59 +323,11 @@ def _usage_line(row: UsageRow) -> tuple[str, ...]:
     )  # fmt: skip
 
 
-# -- running a command against the store --------------------------------------------------------
-
-
-def _run(config: Path | None, action: Callable[[Database], Awaitable[T]]) -> T:
-    """Open the store, run `action`, close it; errors become one line and an exit status."""
-    settings = _settings(config)
-    try:
-        return asyncio.run(_with_database(settings, action))
-    except (InvalidRequestError, ConfigError) as exc:
-        _fail(exc.message, EXIT_BAD_INPUT)
-    except StrataError as exc:
-        _fail(exc.message, EXIT_FAILED)
-    except psycopg.Error as exc:
-        _fail(f"PostgreSQL: {str(exc).strip().splitlines()[0]}", EXIT_FAILED)
-
-
-async def _with_database(settings: Settings, action: Callable[[Database], Awaitable[T]]) -> T:
-    async with Database(settings, pool_size=1) as database:
-        return await action(database)
-
-
-def _settings(config: Path | None) -> Settings:
-    if config is not None and not config.is_file():
-        _fail(f"--config {config}: no such file.", EXIT_BAD_INPUT)
-    try:
-        return load_settings(config)
-    except ConfigError as exc:
-        _fail(exc.message, EXIT_BAD_INPUT)
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    typer.secho(message, err=True, fg=typer.colors.RED)
-    raise typer.Exit(code)
-
-
 # -- output -------------------------------------------------------------------------------------
 
 
 def _split(values: str | None) -> list[str] | None:
     return None if values is None else values.split(",")
-
-
-def _echo_json(value: Any) -> None:
-    typer.echo(json.dumps(value, indent=2))
-
-
-def _echo_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    if not rows:
-        typer.echo("(none)")
-        return
-    widths = [max(len(str(cell)) for cell in column) for column in zip(headers, *rows, strict=True)]
-    for line in (headers, *rows):
-        typer.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _iso(moment: datetime | None) -> str | None:

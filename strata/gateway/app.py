@@ -3,8 +3,10 @@
 Routes: `POST /v1/chat/completions`, `POST /v1/completions` (streaming or not),
 `POST /v1/embeddings` (404 until the pipeline's embedding model lands), `GET /v1/models` (the
 models this key may use), `GET /healthz` (alive), `GET /readyz` (store and upstreams),
-`GET /metrics` (admin keys only) and the `/admin/...` API. Handlers are thin: the work happens in
-`strata.gateway.pipeline`; errors map to OpenAI error bodies in `strata.http_errors`.
+`GET /metrics` (admin keys only), the `/admin/...` API, `GET /dashboard` (admins only) and
+`POST /v1/feedback` with the request-log routes (`strata.gateway.request_logs.routes`).
+Handlers are thin: the work happens in `strata.gateway.pipeline`; errors map to OpenAI error
+bodies in `strata.http_errors`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from starlette.types import ASGIApp
 
 from strata.gateway.admin_api import require_admin
 from strata.gateway.body import Endpoint
+from strata.gateway.dashboard import dashboard_router
 from strata.gateway.hot_routes import HotRoutes
 from strata.gateway.principal import Principal
+from strata.gateway.request_logs.routes import request_log_router
 from strata.http_errors import install_error_handlers
 from strata.http_limits import BodySizeLimitMiddleware
 
@@ -39,6 +43,7 @@ def build_gateway_app(runtime: GatewayRuntime) -> ASGIApp:
         lifespan=runtime.lifespan,
         docs_url=None,
         redoc_url=None,
+        openapi_url=None,  # no public schema of the admin API
         strict_content_type=False,
     )
     app.state.runtime = runtime
@@ -54,6 +59,8 @@ def build_gateway_app(runtime: GatewayRuntime) -> ASGIApp:
     app.add_route("/readyz", routes.readyz, methods=["GET"])
     app.add_route("/metrics", routes.metrics, methods=["GET"])
     app.include_router(runtime.admin_router(), prefix="/admin")
+    app.include_router(dashboard_router(runtime))
+    app.include_router(request_log_router(runtime))
     hot = {
         ("POST", "/v1/chat/completions"): routes.generation("chat"),
         ("POST", "/v1/completions"): routes.generation("completions"),

@@ -77,7 +77,7 @@ class Authenticator:
         if entry is None:
             return None
         principal, until = entry
-        if until <= self._clock() or _expired(principal):
+        if until <= self._clock() or key_expired(principal):
             del self._cache[key]
             return None
         return principal
@@ -95,5 +95,5 @@ class Authenticator:
             self._cache.popitem(last=False)
 
 
-def _expired(principal: Principal) -> bool:
+def key_expired(principal: Principal) -> bool:
     return principal.expires_at is not None and principal.expires_at <= datetime.now(UTC)

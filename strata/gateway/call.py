@@ -7,14 +7,19 @@ once, whether the call succeeded, failed or the client went away.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from strata.gateway.principal import Principal
 from strata.guard import Finding, GuardVerdict
+
+if TYPE_CHECKING:
+    from strata.gateway.request_logs.transcript import Transcript
+    from strata.telemetry.otel import RequestTrace
 
 
 @dataclass
@@ -25,6 +30,7 @@ class TokenUsage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     reported: bool = False  # False: estimated (the stream ended before the usage chunk)
+    replica_seconds: float | None = None  # a strata engine's `strata_replica_seconds`
 
     @property
     def total(self) -> int:
@@ -40,7 +46,15 @@ class TokenUsage:
             return None
         details = usage.get("prompt_tokens_details")
         cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
-        return cls(prompt, completion, cached if isinstance(cached, int) else 0, True)
+        return cls(prompt, completion, cached if isinstance(cached, int) else 0, True,
+                   _replica_seconds(usage.get("strata_replica_seconds")))  # fmt: skip
+
+
+def _replica_seconds(value: Any) -> float | None:
+    """The engine's replica seconds when they are a finite, non-negative number."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) and value >= 0 else None
 
 
 @dataclass
@@ -62,11 +76,18 @@ class Call:
     route: str = "/v1/chat/completions"
     guard: GuardVerdict | None = None
     output_findings: list[Finding] = field(default_factory=list)  # the guard, on the answer
+    trace: RequestTrace | None = None  # its OpenTelemetry spans, when traced
+    transcript: Transcript | None = None  # prompt and answer, when its tenant is logged
 
     def note_chunk(self) -> None:
+        """The upstream sent an event with text (counted for the token estimate)."""
+        self.chunks += 1
+
+    def note_relayed_text(self) -> None:
+        """Text went out to the client; the first time is the call's TTFT. The answer guard
+        may hold text back, so this can come many upstream events later."""
         if self.first_token_at is None:
             self.first_token_at = time.perf_counter()
-        self.chunks += 1
 
     def note_body(self, body: bytes) -> None:
         """Take the usage from a complete (non-streamed) JSON answer."""

@@ -2,6 +2,7 @@
 
     authenticate → parse & validate → model access → guard (sanitize) → reserve limits
       → route & dispatch (retries, failover) → relay → settle usage → ledger row
+      (and, for a tenant an admin opted in, its request log)
 
 Every step raises a `StrataError` subclass for what a caller did wrong; the HTTP edge maps it.
 A reservation taken is always either settled (with the real usage) or released (on failure):
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -39,12 +41,16 @@ from strata.gateway.principal import Principal
 from strata.gateway.rag import Search, augment, rag_request
 from strata.gateway.request_id import HEADER as REQUEST_ID_HEADER
 from strata.gateway.request_id import request_id
+from strata.gateway.request_logs.service import RequestLogs
+from strata.gateway.request_logs.transcript import Transcript
 from strata.gateway.sanitize import check_texts
 from strata.gateway.tokens import estimate_prompt_tokens
 from strata.gateway.upstream import Router, UpstreamCall
 from strata.guard import GuardVerdict
 from strata.http_disconnect import unless_disconnected
+from strata.telemetry.alerts import AlertService, Outcome
 from strata.telemetry.gateway_metrics import GatewayMetrics, RequestUsage
+from strata.telemetry.otel import CallOutcome, GatewayTelemetry, RequestTrace, stage
 from strata.telemetry.pricing import PriceTable
 
 logger = logging.getLogger(__name__)
@@ -65,6 +71,9 @@ class GatewayParts:
     search: Search | None = None  # retrieval for RAG chat; None: `rag` requests are refused
     metrics: GatewayMetrics | None = None
     guard: GuardStep | None = None  # None: only the hidden-character check runs
+    otel: GatewayTelemetry | None = None  # None: OpenTelemetry is off
+    alerts: AlertService | None = None  # None: no alert rules run here
+    request_logs: RequestLogs | None = None  # None: no request is logged
 
 
 class Gateway:
@@ -79,16 +88,38 @@ class Gateway:
         return await self.parts.auth.principal(request.headers.get("authorization"))
 
     async def generate(self, endpoint: Endpoint, request: Request) -> Response:
+        otel = self.parts.otel
+        trace = None if otel is None else otel.trace(request.headers, ROUTES[endpoint])
+        if trace is None:
+            return await self._generate(endpoint, request, None)
+        try:
+            return await self._generate(endpoint, request, trace)
+        except BaseException as exc:
+            trace.failed(exc)
+            raise
+
+    async def _generate(
+        self, endpoint: Endpoint, request: Request, trace: RequestTrace | None
+    ) -> Response:
+        received = time.perf_counter()  # the call's TTFT and duration run from here
         rid = request_id(request.headers.get(REQUEST_ID_HEADER))
-        principal = await self.authenticate(request)
+        with stage(trace, "auth"):
+            principal = await self.authenticate(request)
+        if trace is not None:
+            trace.identify(principal.tenant)
         raw = await read_body(request, int(self._gateway.max_body_bytes))
         body = parse_generation(endpoint, parse_json(raw), self._max_messages)
         model = self._model_for(principal, body.model)
-        body, verdict = self._guarded(body, principal)
-        body = await self._augmented(body, principal)
+        with stage(trace, "guard"):
+            body, verdict = self._guarded(body, principal)
+        transcript = self._transcript(request, principal, body)
+        body = await self._augmented(body, principal, trace)
         call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body),
-                    route=ROUTES[endpoint], guard=verdict)  # fmt: skip
-        finish = await self.admit(call, call.prompt_estimate, call.max_tokens)
+                    started=received, route=ROUTES[endpoint], guard=verdict,
+                    trace=trace)  # fmt: skip
+        call.transcript = transcript
+        with stage(trace, "limits"):
+            finish = await self.admit(call, call.prompt_estimate, call.max_tokens)
         return await self._dispatch(request, body, call, finish)
 
     def _guarded(
@@ -109,19 +140,29 @@ class Gateway:
                 self.parts.metrics.guarded(f"{finding.detector}:{finding.action}")
         return guarded, verdict
 
+    def _transcript(
+        self, request: Request, principal: Principal, body: GenerationBody
+    ) -> Transcript | None:
+        """The call's request log, to fill while it runs: None unless its tenant is logged."""
+        logs = self.parts.request_logs
+        return None if logs is None else logs.transcript(request.headers, principal.tenant, body)
+
     def _answer_guard(self, call: Call) -> AnswerGuard | None:
         if self.parts.guard is None:
             return None
         return AnswerGuard(self.parts.guard.output_filter(call.principal.tenant))
 
-    async def _augmented(self, body: GenerationBody, principal: Principal) -> GenerationBody:
+    async def _augmented(
+        self, body: GenerationBody, principal: Principal, trace: RequestTrace | None
+    ) -> GenerationBody:
         """With a `rag` extension: the caller's documents put into the prompt as data."""
         rag = rag_request(body)
         if rag is None:
             return body
         if self.parts.search is None:
             raise InvalidRequestError("rag: retrieval is not enabled on this gateway.", param="rag")
-        return await augment(body, rag, principal, self.parts.search)
+        with stage(trace, "retrieval"):
+            return await augment(body, rag, principal, self.parts.search)
 
     @property
     def _max_messages(self) -> int:
@@ -152,6 +193,7 @@ class Gateway:
             request_id=call.request_id,
             deadline=asyncio.get_running_loop().time() + self._gateway.request_timeout_s,
             require_dpa=call.principal.require_dpa,
+            trace_headers=() if call.trace is None else call.trace.upstream_headers(call.model),
         )
         try:
             reply = await unless_disconnected(
@@ -190,7 +232,9 @@ class Gateway:
         return Finisher(self, reservation)
 
     def record(self, call: Call, usage: TokenUsage, cost: float) -> None:
-        """The finished call's ledger row and metrics."""
+        """The finished call's ledger row and metrics (and its trace's end)."""
+        if self.parts.otel is not None:
+            self.parts.otel.finished(_outcome(call, usage), call.trace)
         if self.parts.metrics is not None:
             ttft = call.ttft_ms
             self.parts.metrics.request(
@@ -200,6 +244,8 @@ class Gateway:
                 RequestUsage(usage.prompt_tokens, usage.completion_tokens, cost,
                              call.duration_ms / 1000, None if ttft is None else ttft / 1000),
             )  # fmt: skip
+        if self.parts.alerts is not None:
+            self.parts.alerts.observe(_alert_outcome(call, usage.total, cost))
         self.parts.ledger.record(
             UsageRecord(
                 request_id=call.request_id,
@@ -221,6 +267,24 @@ class Gateway:
                 guard_flags=_flags(call),
             )
         )
+        if self.parts.request_logs is not None:
+            self.parts.request_logs.record(call, usage, cost)
+
+
+def _outcome(call: Call, usage: TokenUsage) -> CallOutcome:
+    ttft = call.ttft_ms
+    return CallOutcome(
+        call.route, call.model, call.upstream, call.principal.tenant, call.request_id,
+        call.status, call.error_code, usage.prompt_tokens, usage.completion_tokens,
+        usage.reported, call.duration_ms / 1000, None if ttft is None else ttft / 1000,
+    )  # fmt: skip
+
+
+def _alert_outcome(call: Call, tokens: int, cost: float) -> Outcome:
+    ttft, who = call.ttft_ms, call.principal
+    return Outcome(call.route, call.status, who.tenant, who.user_scope_id,
+                   call.duration_ms / 1000, None if ttft is None else ttft / 1000, cost, tokens,
+                   who.user_limits, who.tenant_limits)  # fmt: skip
 
 
 def _flags(call: Call) -> str | None:
@@ -246,8 +310,9 @@ class Finisher:
         limiter = self._gateway.parts.limiter
         usage = call.final_usage()
         cost = self._gateway.parts.prices.cost(
-            call.model, usage.prompt_tokens, usage.completion_tokens
-        )
+            call.model, usage.prompt_tokens, usage.completion_tokens,
+            upstream=call.upstream, replica_seconds=usage.replica_seconds,
+        )  # fmt: skip
         if call.status >= 400 and call.usage is None and call.chunks == 0:
             await limiter.release(self._reservation)  # nothing was generated: no charge
         else:

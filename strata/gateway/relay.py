@@ -25,8 +25,9 @@ CLIENT_CLOSED_REQUEST = 499  # nginx's status for "the client went away"; only t
 DONE = b"data: [DONE]\n\n"
 SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 _USAGE_MARKS = (b'"usage":{', b'"usage": {')
-_TEXT_MARKS = (b'"content":"', b'"text":"')
-_EMPTY_TEXT_MARKS = (b'"content":""', b'"text":""')
+# Compact JSON and Python's json.dumps spacing, like _USAGE_MARKS: else no TTFT is recorded.
+_TEXT_MARKS = (b'"content":"', b'"text":"', b'"content": "', b'"text": "')
+_EMPTY_TEXT_MARKS = (b'"content":""', b'"text":""', b'"content": ""', b'"text": ""')
 
 Finish = Callable[[Call], Awaitable[None]]
 
@@ -51,6 +52,8 @@ def json_response(
         call.note_body(body)
         if guard is not None:
             body = _guarded_body(call, guard, body)
+        if call.transcript is not None:
+            call.transcript.note_body(body)
     return Response(body, status_code=reply.status, media_type="application/json", headers=headers)
 
 
@@ -92,10 +95,15 @@ async def _events(
                 if include_usage:
                     yield b"data: " + payload + b"\n\n"
                 continue
-            if _has_text(payload):
+            upstream_text = _has_text(payload)
+            if upstream_text:
                 call.note_chunk()
             if guard is not None:
                 payload = guard.event(payload)
+            if upstream_text if guard is None else _has_text(payload):
+                call.note_relayed_text()  # TTFT: when text leaves, not when it arrives
+            if call.transcript is not None:
+                call.transcript.note_event(payload)
             yield b"data: " + payload + b"\n\n"
         yield DONE
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -54,9 +55,25 @@ class EngineStatsLike(Protocol):
     def slo_attainment(self) -> float | None: ...
     @property
     def num_shed(self) -> int: ...
+    @property
+    def replica_s(self) -> float: ...
+    @property
+    def busy_s(self) -> float: ...
+    @property
+    def idle_s(self) -> float: ...
 
 
 class TimingLike(Protocol):
+    """The engine's timestamps of one request (`strata.engine.outputs.RequestTiming`)."""
+
+    @property
+    def arrival(self) -> float: ...
+    @property
+    def first_scheduled(self) -> float | None: ...
+    @property
+    def first_token(self) -> float | None: ...
+    @property
+    def finished(self) -> float | None: ...
     @property
     def queue_time_s(self) -> float | None: ...
 
@@ -71,7 +88,43 @@ class DeltaLike(Protocol):
     @property
     def prompt_tokens(self) -> int: ...
     @property
+    def completion_tokens(self) -> int: ...
+    @property
+    def cached_tokens(self) -> int: ...
+    @property
     def timing(self) -> TimingLike | None: ...
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    """One finished request as its recorder saw it (time.perf_counter seconds), for the
+    OpenTelemetry side (`strata.telemetry.otel`)."""
+
+    arrival: float  # the HTTP layer received it
+    first_token_at: float | None  # the first token reached the HTTP layer
+    finished_at: float  # the last delta reached the HTTP layer
+    prompt_tokens: int
+    cached_tokens: int
+    output_tokens: int
+    finish_reason: str
+    timing: TimingLike | None  # the engine's own timestamps
+
+
+OnFinish = Callable[[FinishedRequest], None]
+
+
+class Recorder(Protocol):
+    """What the HTTP layer feeds every delta of one request to."""
+
+    def observe(self, delta: DeltaLike) -> None: ...
+
+
+class NullRecorder:
+    """Records nothing: per-request instrumentation switched off
+    (`telemetry.engine_instrumentation: false`), e.g. to measure what it costs."""
+
+    def observe(self, delta: DeltaLike) -> None:
+        return None
 
 
 class EngineMetrics:
@@ -95,9 +148,12 @@ class EngineMetrics:
         )
         self.registry.register(EngineStatsCollector(stats))
 
-    def recorder(self, arrival: float | None = None) -> RequestRecorder:
-        """A recorder for one request that arrived at `arrival` (time.perf_counter seconds)."""
-        return RequestRecorder(self, arrival)
+    def recorder(
+        self, arrival: float | None = None, on_finish: OnFinish | None = None
+    ) -> RequestRecorder:
+        """A recorder for one request that arrived at `arrival` (time.perf_counter seconds);
+        `on_finish` is told about the request once its last delta is in."""
+        return RequestRecorder(self, arrival, on_finish=on_finish)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
@@ -124,10 +180,13 @@ class RequestRecorder:
         metrics: EngineMetrics,
         arrival: float | None = None,
         clock: Callable[[], float] = time.perf_counter,
+        on_finish: OnFinish | None = None,
     ) -> None:
         self._metrics = metrics
         self._clock = clock
+        self._on_finish = on_finish
         self.arrival = clock() if arrival is None else arrival
+        self._first_token_at: float | None = None
         self._last_token_at: float | None = None
         self._counted_prompt = False
 
@@ -144,6 +203,7 @@ class RequestRecorder:
     def _observe_tokens(self, count: int, now: float) -> None:
         self._metrics.generation_tokens.inc(count)
         if self._last_token_at is None:
+            self._first_token_at = now
             self._metrics.ttft.observe(now - self.arrival)
         else:
             gap = (now - self._last_token_at) / count
@@ -157,6 +217,15 @@ class RequestRecorder:
         queue_time = delta.timing.queue_time_s if delta.timing is not None else None
         if queue_time is not None:
             self._metrics.queue_time.observe(max(0.0, queue_time))
+        if self._on_finish is not None:
+            self._on_finish(self._finished(delta, now))
+
+    def _finished(self, delta: DeltaLike, now: float) -> FinishedRequest:
+        assert delta.finish_reason is not None
+        return FinishedRequest(
+            self.arrival, self._first_token_at, now, delta.prompt_tokens, delta.cached_tokens,
+            delta.completion_tokens, delta.finish_reason, delta.timing,
+        )  # fmt: skip
 
 
 class EngineStatsCollector:
@@ -175,6 +244,7 @@ class EngineStatsCollector:
         yield _counter("prefix_cache_hits", "Prompt tokens found cached.", stats.prefix_hits)
         yield _counter("num_preemptions", "Requests preempted.", stats.num_preemptions)
         yield from _batching_metrics(stats)
+        yield from _replica_time_metrics(stats)
 
 
 def _batching_metrics(stats: EngineStatsLike) -> Iterable[Metric]:
@@ -187,6 +257,14 @@ def _batching_metrics(stats: EngineStatsLike) -> Iterable[Metric]:
         yield _gauge(
             "slo_attainment", "Share of recent requests within the TTFT SLO.", stats.slo_attainment
         )
+
+
+def _replica_time_metrics(stats: EngineStatsLike) -> Iterable[Metric]:
+    """How the replica's seconds were spent (`strata.engine.accounting`): busy + idle =
+    replica seconds. Idle seconds times the GPU-hour price / 3600 is the idle cost."""
+    yield _counter("engine_replica_seconds", "Seconds since the engine started.", stats.replica_s)
+    yield _counter("engine_busy_seconds", "Seconds with a request running.", stats.busy_s)
+    yield _counter("engine_idle_seconds", "Seconds with no request running.", stats.idle_s)
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:

@@ -19,6 +19,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from strata.telemetry.engine_metrics import LATENCY_BUCKETS_S, PREFIX
 
 OTHER = "other"
+# US dollars per request, from a millionth of a cent-sized call up to $10.
+COST_BUCKETS_USD = (
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01,
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
 
 
 class UpstreamLike(Protocol):
@@ -56,6 +61,10 @@ class GatewayMetrics:
                                ["tenant", "kind"], registry=self.registry)  # fmt: skip
         self._cost = Counter(PREFIX + "gateway_cost_usd_total", "US dollars spent per tenant.",
                              ["tenant"], registry=self.registry)  # fmt: skip
+        self._request_cost = Histogram(PREFIX + "gateway_request_cost_usd",
+                                       "US dollars per answered request (status < 400), per "
+                                       "tenant.", ["tenant"], buckets=COST_BUCKETS_USD,
+                                       registry=self.registry)  # fmt: skip
         self._duration = Histogram(PREFIX + "gateway_request_duration_seconds",
                                    "Time from arrival to the last byte, by route.", ["route"],
                                    buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
@@ -74,6 +83,8 @@ class GatewayMetrics:
         self._tokens.labels(label, "prompt").inc(usage.prompt_tokens)
         self._tokens.labels(label, "completion").inc(usage.completion_tokens)
         self._cost.labels(label).inc(usage.cost_usd)
+        if status < 400:
+            self._request_cost.labels(label).observe(usage.cost_usd)
         self._duration.labels(route).observe(usage.duration_s)
         if usage.ttft_s is not None:
             self._ttft.observe(usage.ttft_s)

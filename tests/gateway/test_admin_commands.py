@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
 from strata.gateway.identity import hash_key
 from strata.gateway.ledger import LedgerWriter, UsageRecord
 from strata.store.database import Database, EmbeddedServer
+from tests.support.cli import ok, store_cli
 
 app = typer.Typer()  # registered the way strata.cli registers them
 app.add_typer(keys_app, name="keys")
@@ -25,26 +27,13 @@ app.add_typer(usage_app, name="usage")
 
 
 @pytest.fixture
-def cli(
-    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Any:  # a function: (*args) -> Result
+def cli(pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Result]:
     monkeypatch.chdir(tmp_path)  # no ./strata.yaml
-    runner = CliRunner()
-    env = {"STRATA_STORE__DSN": pg_dsn, "STRATA_DATA_DIR": str(tmp_path), "STRATA_CONFIG": None}
-
-    def invoke(*args: str) -> Result:
-        return runner.invoke(app, list(args), env=env)
-
-    return invoke
-
-
-def _ok(result: Result) -> str:
-    assert result.exit_code == 0, result.output
-    return result.stdout
+    return store_cli(app, pg_dsn, tmp_path)
 
 
 def _json(result: Result) -> Any:
-    return json.loads(_ok(result))
+    return json.loads(ok(result))
 
 
 def _stored_hash(dsn: str, key_id: str) -> bytes:
@@ -85,7 +74,7 @@ def test_keys_create_sets_role_limits_scopes_and_expiry(cli: Any) -> None:
 
 
 def test_keys_create_text_says_to_store_the_key(cli: Any) -> None:
-    out = _ok(cli("keys", "create", "--tenant", "acme", "--user", "alice"))
+    out = ok(cli("keys", "create", "--tenant", "acme", "--user", "alice"))
     keys = [word for word in out.split() if word.startswith("sk-strata-")]
     assert len(keys) == 1 and "not shown again" in out
 
@@ -98,7 +87,7 @@ def test_keys_list_shows_keys_but_no_secrets(cli: Any) -> None:
     assert [k["key_id"] for k in _json(cli("keys", "list", "--tenant", "globex", "--json"))] == [
         b["key_id"]
     ]
-    text = _ok(cli("keys", "list"))
+    text = ok(cli("keys", "list"))
     assert a["key_id"] in text and "KEY ID" in text
     for output in (text, json.dumps(listed)):
         assert a["key"] not in output and a["key"].split("_", 1)[1] not in output
@@ -108,7 +97,7 @@ def test_keys_revoke_and_rotate(cli: Any) -> None:
     first = _json(cli("keys", "create", "--tenant", "acme", "--user", "alice", "--json"))
     rotated = _json(cli("keys", "rotate", first["key_id"], "--json"))
     assert rotated["key_id"] != first["key_id"] and rotated["key"] != first["key"]
-    assert "Revoked" in _ok(cli("keys", "revoke", rotated["key_id"]))
+    assert "Revoked" in ok(cli("keys", "revoke", rotated["key_id"]))
     statuses = {k["key_id"]: k["status"] for k in _json(cli("keys", "list", "--json"))}
     assert statuses == {first["key_id"]: "revoked", rotated["key_id"]: "revoked"}
 
@@ -134,19 +123,19 @@ def test_bad_options_exit_2_naming_the_option(cli: Any, args: list[str], needle:
 
 
 def test_tenants_create_update_list(cli: Any) -> None:
-    made = _ok(cli("tenants", "create", "acme", "--require-dpa", "--rpm", "10", "--tpm", "99"))
+    made = ok(cli("tenants", "create", "acme", "--require-dpa", "--rpm", "10", "--tpm", "99"))
     assert "acme" in made and "rpm=10" in made
     assert cli("tenants", "create", "acme").exit_code == 2  # exists already
-    _ok(cli("tenants", "update", "acme", "--no-require-dpa", "--daily-cost", "5"))
+    ok(cli("tenants", "update", "acme", "--no-require-dpa", "--daily-cost", "5"))
     (tenant,) = _json(cli("tenants", "list", "--json"))
     assert tenant["require_dpa"] is False
     assert {k: v for k, v in tenant["limits"].items() if v is not None} == {
         "rpm": 10, "tpm": 99, "daily_cost_usd": 5.0,
     }  # fmt: skip
-    _ok(cli("tenants", "update", "acme", "--clear-limits", "--concurrent", "2"))
+    ok(cli("tenants", "update", "acme", "--clear-limits", "--concurrent", "2"))
     (tenant,) = _json(cli("tenants", "list", "--json"))
     assert {k: v for k, v in tenant["limits"].items() if v is not None} == {"concurrent": 2}
-    assert "acme" in _ok(cli("tenants", "list"))
+    assert "acme" in ok(cli("tenants", "list"))
     assert cli("tenants", "update", "initech", "--rpm", "1").exit_code == 1
 
 
@@ -187,11 +176,30 @@ def test_usage_report(cli: Any, pg_settings: Settings) -> None:
     spread = report["concentration"]
     assert spread["scopes"] == 2 and spread["top"][0][:3] == [0.01, 1, 0.75]
     assert spread["cost_per_request"][3] == 3.0  # the most expensive request
-    text = _ok(cli("usage", "report", "--by", "tenant"))
+    text = ok(cli("usage", "report", "--by", "tenant"))
     assert "TENANT" in text and "acme" in text
     assert "top 5% of tenants (1 of 1) = 100.0% of cost" in text
     assert cli("usage", "report", "--since", "2025-13-01").exit_code == 2
     assert cli("usage", "report", "--by", "region").exit_code == 2
+
+
+def test_usage_report_shows_the_idle_replica_time_of_the_window(
+    cli: Any, pg_settings: Settings, pg_dsn: str
+) -> None:
+    _write_ledger(pg_settings, [_usage(1, "alice", 1.0)])  # the store, migrated
+    old = datetime.now(UTC) - timedelta(days=40)
+    with psycopg.connect(pg_dsn) as conn:
+        conn.execute(
+            "INSERT INTO replica_time (at, upstream, replica_s, idle_s, replica_cost_usd, "
+            "idle_cost_usd) VALUES (now(), 'engine', 600, 150, 1.2, 0.3), "
+            "(%s, 'engine', 3600, 3600, 7.2, 7.2)",
+            (old,),
+        )
+    since = (datetime.now(UTC) - timedelta(days=2)).strftime("%Y-%m-%d")
+    text = ok(cli("usage", "report", "--since", since))
+    assert "idle replica time on engine: 150 s of 600 s (25.0%) = $0.3000 of $1.2000" in text
+    (replica,) = _json(cli("usage", "report", "--json"))["replicas"]
+    assert replica["idle_s"] == 3750 and replica["idle_share"] == pytest.approx(3750 / 4200)
 
 
 def test_config_file_selects_the_database(

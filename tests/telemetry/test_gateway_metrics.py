@@ -51,3 +51,15 @@ def test_rejections_and_upstreams_are_exported() -> None:
     assert _value(text, 'strata:gateway_rejections_total{code="quota_exceeded"}') == 1
     assert _value(text, 'strata:upstream_available{tier="spot",upstream="spot"}') == 0
     assert _value(text, 'strata:upstream_in_flight{upstream="od"}') == 3
+
+
+def test_cost_per_answered_request_is_a_histogram_per_tenant_label() -> None:
+    metrics = GatewayMetrics(["acme"])
+    metrics.request("/v1/chat/completions", 200, "acme", _Usage(cost_usd=0.003))
+    metrics.request("/v1/chat/completions", 200, "shop1", _Usage(cost_usd=0.003))
+    metrics.request("/v1/chat/completions", 502, "acme", _Usage(cost_usd=0.0))  # not answered
+    text = metrics.render().decode()
+    assert _value(text, 'strata:gateway_request_cost_usd_count{tenant="acme"}') == 1
+    assert _value(text, 'strata:gateway_request_cost_usd_bucket{le="0.0025",tenant="acme"}') == 0
+    assert _value(text, 'strata:gateway_request_cost_usd_bucket{le="0.005",tenant="acme"}') == 1
+    assert _value(text, 'strata:gateway_request_cost_usd_count{tenant="other"}') == 1

@@ -43,6 +43,7 @@ class UpstreamCall:
     request_id: str  # sent upstream as x-request-id
     deadline: float  # loop.time() by which the whole call, stream included, must end
     require_dpa: bool = False  # only upstreams with a data-processing agreement may take it
+    trace_headers: tuple[tuple[str, str], ...] = ()  # W3C trace context, when traced
 
     @cached_property
     def payload(self) -> bytes:
@@ -212,6 +213,8 @@ class HttpUpstream(Upstream):
 
     async def _post(self, call: UpstreamCall, deadline: float) -> Response:
         extra = header_line("x-request-id", call.request_id)
+        for name, value in call.trace_headers:
+            extra += header_line(name, value)
         return await self.client.request(
             "POST", call.path, body=call.payload, headers=extra, deadline=deadline
         )
@@ -246,7 +249,9 @@ class EngineUpstream(Upstream):
         await self.client.aclose()
 
     async def _post(self, call: UpstreamCall, deadline: float) -> Response:
-        extra = ((b"x-request-id", call.request_id.encode()),)
+        extra: tuple[tuple[bytes, bytes], ...] = ((b"x-request-id", call.request_id.encode()),)
+        if call.trace_headers:
+            extra += tuple((name.encode(), value.encode()) for name, value in call.trace_headers)
         return await self.client.request(
             "POST", "/v1" + call.path, body=call.payload, headers=extra, deadline=deadline
         )
