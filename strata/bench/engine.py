@@ -12,6 +12,8 @@ comparison unfair. The run has three parts:
    them strata's decode reaches at batch 1 (bandwidth) and at batch 32 (matmul).
 
     python -m strata.bench.engine --dtypes float32 bfloat16 --out docs/benchmarks
+
+With `--profile OUT.json` it measures the engine's step times instead (`strata.bench.step_profile`).
 """
 
 from __future__ import annotations
@@ -195,6 +197,11 @@ def max_sustainable_rate(system: str, dtype: str, args: argparse.Namespace) -> d
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if any(arg == "--profile" or arg.startswith("--profile=") for arg in argv):
+        from strata.bench.step_profile import main as profile_main
+
+        profile_main(argv)  # the step-time profile for `strata plan batching`
+        return
     args = parse_args(argv)
     if args.child:
         child(args.child, args.dtypes[0], args.workload, args.records, args.roofline)
