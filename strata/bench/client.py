@@ -183,6 +183,7 @@ async def _stream(
     reader = StreamReader(record, target.endpoint)
     body = request_body(target, spec)
     async with http.stream("POST", target.endpoint.path, json=body) as response:
+        record.request_id = response.headers.get("x-request-id")
         if response.status_code != 200:
             raise RequestFailed(str(response.status_code), _detail(await response.aread()))
         async for chunk in response.aiter_bytes():

@@ -30,6 +30,7 @@ class RequestRecord:
     error: str | None = None  # e.g. "503", "timeout"; None when the request succeeded
     error_detail: str | None = None  # the server's message or the exception, for the report
     token_ids: list[int] = field(default_factory=list)  # output token ids, if the peer knows them
+    request_id: str | None = None  # the x-request-id the server answered with, if any
 
     @property
     def ok(self) -> bool:

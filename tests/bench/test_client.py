@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from strata.bench.client import (
@@ -162,3 +163,15 @@ def test_the_key_stays_out_of_the_repr() -> None:
 def test_bad_targets_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         Target(**{"base_url": "http://x/v1", **kwargs})  # type: ignore[arg-type]
+
+
+async def test_the_servers_request_id_is_kept_with_the_record() -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        stream = chat_chunk("hi") + b"data: [DONE]\n\n"
+        return httpx.Response(200, headers={"x-request-id": "req-42"}, content=stream)
+
+    target = Target("http://gw/v1", model=MODEL)
+    mock = httpx.MockTransport(answer)
+    async with httpx.AsyncClient(transport=mock, base_url="http://gw/v1") as http:
+        record = await send_request(http, target, SPEC)
+    assert record.ok and record.request_id == "req-42"
