@@ -39,6 +39,7 @@ from strata.pipeline.metrics import PipelineMetrics
 from strata.pipeline.source import SourcePipeline
 
 SOURCE = "tickets"
+TEXT_KINDS = frozenset({"insert", "text_edit"})  # the changes that can need embeddings
 POLL_S = 0.2
 Say = Callable[[str], None]
 
@@ -336,13 +337,19 @@ class Stepper:
 
     def _costs(self) -> dict[str, KindCost]:
         """Per kind of change, what the pipeline computed and reused for its row. A write that
-        applied several changes of one row counts that row's work once, for the last of them."""
+        applied several changes of one row did that row's work once: it is counted for the
+        last of them that brought text (an insert or a text edit), else for the last."""
         costs: dict[str, KindCost] = {kind: KindCost() for kind in KINDS}
-        last = {(id(self.pipeline.applied[xid]), c.ticket_id): xid for xid, c in self.sent}
+        owner: dict[tuple[int, int], tuple[bool, int]] = {}  # (write, row) -> (text?, xid)
+        for xid, change in self.sent:
+            slot = (id(self.pipeline.applied[xid]), change.ticket_id)
+            brings_text = change.kind in TEXT_KINDS
+            if brings_text or not owner.get(slot, (False, 0))[0]:
+                owner[slot] = (brings_text, xid)
         for xid, change in self.sent:
             stats = self.pipeline.applied[xid]
             key = str(change.ticket_id)
-            counted = last[(id(stats), change.ticket_id)] == xid
+            counted = owner[(id(stats), change.ticket_id)][1] == xid
             embedded = stats.embedded_by_key[key] if counted else 0
             reused = stats.reused_by_key[key] if counted else 0
             costs[change.kind].add(KindCost(1, embedded, reused, self._whole_document(change)))
