@@ -111,7 +111,12 @@ class Gateway:
         body = parse_generation(endpoint, parse_json(raw), self._max_messages)
         model = self._model_for(principal, body.model)
         with stage(trace, "guard"):
-            body, verdict = self._guarded(body, principal)
+            # In a worker thread: a text the cheap first stage finds suspicious goes on to the
+            # MiniLM stage (tens of milliseconds), which must not stall the event loop.
+            if self.parts.guard is None:
+                body, verdict = self._guarded(body, principal)
+            else:
+                body, verdict = await asyncio.to_thread(self._guarded, body, principal)
         transcript = self._transcript(request, principal, body)
         body = await self._augmented(body, principal, trace)
         call = Call(rid, principal, model, estimate_prompt_tokens(body), self._max_tokens(body),

@@ -157,26 +157,59 @@ def redact(text: str, spans: Iterable[Span], replace: Callable[[Span], str] = ma
     return "".join(out)
 
 
+# Characters of the tokens a multi-token shape is made of: card and phone digit groups, IBAN
+# groups, a private key's `-----BEGIN RSA PRIVATE KEY-----` header.
+_RUN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-().") | {""}
+
+
+def _token_start(text: str, end: int, floor: int) -> int:
+    """Where the token (a run without whitespace) that ends at `end` starts."""
+    while end > floor and not text[end - 1].isspace():
+        end -= 1
+    return end
+
+
+def _run_start(text: str, cut: int, floor: int) -> int:
+    """Where a multi-token shape that reaches `cut` could start: back over whitespace and whole
+    tokens of run characters, and over a token before them that ends in run characters."""
+    while True:
+        end = cut
+        while end > floor and text[end - 1].isspace():
+            end -= 1
+        start = end
+        while start > floor and text[start - 1] in _RUN_CHARS and not text[start - 1].isspace():
+            start -= 1
+        if start == end:  # no run characters before the whitespace: the run starts at `cut`
+            return cut
+        if start > floor and not text[start - 1].isspace():
+            # A token like `iban=GB82`: the run may start inside it. Hold the whole token, so
+            # the detectors' look-behinds see the same characters they see in the whole text.
+            return _token_start(text, start, floor)
+        cut = start
+
+
 class StreamRedactor:
     """Redacts a text that arrives in chunks. Not thread-safe: one per stream.
 
-    `feed(chunk)` returns the text that is now safe to send; it holds back the last `hold`
-    characters, and never releases part of a token or of a detected span that might continue
-    into the next chunk (up to `max_hold` characters). `finish()` returns the rest. `spans`
-    collects every span found, with offsets into the whole (unredacted) stream.
+    `feed(chunk)` returns the text that is now safe to send. It holds back only what a secret
+    or personal datum could still grow out of: the last token (a key's tail may be in the next
+    chunk), the trailing run of tokens that a multi-token shape (a card or phone number, an
+    IBAN, a key header) could continue — tokens of digits, capitals and `+-().` — and any
+    detected span that reaches that point; never more than `max_hold` characters. Ordinary
+    prose is therefore released a token behind the model, so the guard costs the stream's first
+    text a token, not a fixed window. `finish()` returns the rest. `spans` collects every span
+    found, with offsets into the whole (unredacted) stream.
     """
 
     def __init__(
         self,
         select: Callable[[Span], bool],
         replace: Callable[[Span], str] = marker,
-        hold: int = 64,
         max_hold: int = 4096,
         detectors: tuple[Detector, ...] = DETECTORS,
     ):
         self._select = select  # which spans to replace in the output
         self._replace = replace
-        self._hold = hold
         self._max_hold = max_hold
         self._detectors = detectors
         self._buffer = ""
@@ -195,13 +228,14 @@ class StreamRedactor:
         return self._release(len(self._buffer), scan(self._buffer, self._detectors))
 
     def _safe_cut(self, spans: list[Span]) -> int:
-        cut = max(0, len(self._buffer) - self._hold)
-        floor = max(0, len(self._buffer) - self._max_hold)
+        buffer = self._buffer
+        floor = max(0, len(buffer) - self._max_hold)
+        cut = _token_start(buffer, len(buffer), floor)  # the last token may still grow
+        if buffer[cut : cut + 1] in _RUN_CHARS:  # ... and continue a run of tokens before it
+            cut = _run_start(buffer, cut, floor)
         for span in spans:  # never split a span that may still grow
             if span.start < cut <= span.end:
                 cut = span.start
-        while cut > floor and not self._buffer[cut - 1].isspace():
-            cut -= 1  # never split a token: a secret's tail may be in the next chunk
         return max(cut, floor)
 
     def _release(self, cut: int, spans: list[Span]) -> str:
