@@ -159,8 +159,14 @@ def test_the_data_follows_live_traffic_and_since_returns_only_newer_points(
     # write; the browser test below sees TTFT from the engine.)
     assert all(p["itl_s"]["p50"] is None for p in busy)  # no engine here: no token timing
     assert sum(p["cost_usd_per_h"]["acme"] for p in busy) > 0
+
+    def enough_points() -> list[dict[str, Any]]:  # a middle with points after it
+        with dash.http(dash.admin_key) as http:
+            points: list[dict[str, Any]] = http.get(DATA).json()["points"]
+        return points if len(points) >= 3 else []
+
+    everything = wait_for(enough_points)
     with dash.http(dash.admin_key) as http:
-        everything = http.get(DATA).json()["points"]
         middle = everything[len(everything) // 2]["t"]
         newer = http.get(DATA, params={"since": middle}).json()["points"]
         assert http.get(DATA, params={"since": "yesterday"}).status_code == 400
