@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,10 @@ from psycopg.types.json import Jsonb
 
 from strata.pipeline.errors import PipelineError, StoreNotReadyError
 from strata.store.migrations import lock_schema, migrations
+
+if TYPE_CHECKING:
+    from strata.config import PipelineSettings, PipelineSourceSettings
+    from strata.pipeline.embedder import Embedder
 
 PRUNE_EVERY = 500  # freshness inserts between prunes
 # idempotent; shape pipeline_chunks
@@ -179,6 +183,25 @@ class IndexStore:
         self._samples = freshness_samples
         self._retry_s = retry_interval_s
         self._writes = 0
+
+    @classmethod
+    def for_source(
+        cls,
+        conn: psycopg.Connection,
+        source: PipelineSourceSettings,
+        settings: PipelineSettings,
+        embedder: Embedder,
+    ) -> IndexStore:
+        """The store as one configured source, embedding with `embedder`, sees it."""
+        return cls(
+            conn,
+            source.name,
+            source.collection,
+            embedder.model,
+            embedder.dims,
+            freshness_samples=settings.freshness_samples,
+            retry_interval_s=settings.retry_interval_s,
+        )
 
     # --- schema and source state -------------------------------------------------------------
 

@@ -105,14 +105,8 @@ class SourcePipeline:
             self._primary, self.table, self.mapper.columns, key, self.source.row_filter
         )
         self._store_conn = psycopg.connect(self._store_conninfo, autocommit=True)
-        self.store = IndexStore(
-            self._store_conn,
-            self.source.name,
-            self.source.collection,
-            self._embedder.model,
-            self._embedder.dims,
-            freshness_samples=self.settings.freshness_samples,
-            retry_interval_s=self.settings.retry_interval_s,
+        self.store = IndexStore.for_source(
+            self._store_conn, self.source, self.settings, self._embedder
         )
         self.state = self.store.ensure_ready(self.slot)
         self.indexer = Indexer(

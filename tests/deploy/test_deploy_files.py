@@ -16,13 +16,9 @@ import pytest
 import yaml
 
 from strata.config import AlertSettings
-from strata.engine.outputs import EngineStats
 from strata.pipeline.metrics import PipelineMetrics
 from strata.telemetry.alerts import AlertService
-from strata.telemetry.engine_metrics import EngineMetrics
-from tests.gateway.conftest import gateway_settings
-from tests.support.live_gateway import LiveGateway
-from tests.support.mock_upstream import MockUpstream
+from tests.support.metrics_scrape import exported_scrapes
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 RULES = DEPLOY / "prometheus" / "strata-alerts.yml"
@@ -70,19 +66,8 @@ def _exported(scrape: str) -> set[str]:
 @pytest.fixture
 def exported(pg_dsn: str, tmp_path: Path) -> Iterator[set[str]]:
     """What a live gateway's /metrics (alerts on, pipeline included) and the engine export."""
-    stats = EngineStats(num_running=0, num_waiting=0, kv_blocks_total=1, kv_blocks_used=0,
-                        prefix_queries=0, prefix_hits=0, num_preemptions=0, num_steps=0,
-                        last_batch_size=0, prompt_tokens=0, generation_tokens=0,
-                        slo_attainment=1.0)  # fmt: skip
-    engine = EngineMetrics(lambda: stats).render().decode()
-    with (
-        MockUpstream("mock") as upstream,
-        LiveGateway(gateway_settings(pg_dsn, tmp_path, upstream)) as live,
-    ):
-        with live.http(live.admin_key) as http:
-            reply = http.get("/metrics")
-        assert reply.status_code == 200, reply.text
-        yield _exported(reply.text) | _exported(engine)
+    gateway, engine = exported_scrapes(pg_dsn, tmp_path)
+    yield _exported(gateway) | _exported(engine)
 
 
 def test_every_metric_the_files_read_is_exported(exported: set[str]) -> None:

@@ -10,12 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from strata.engine.outputs import EngineStats
-from strata.telemetry.engine_metrics import EngineMetrics
 from strata.telemetry.otel import genai
-from tests.gateway.conftest import gateway_settings
-from tests.support.live_gateway import LiveGateway
-from tests.support.mock_upstream import MockUpstream
+from tests.support.metrics_scrape import exported_scrapes
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 _TABLE_NAME = re.compile(r"^\| `(strata:[a-z_]+)` \|", re.MULTILINE)
@@ -35,18 +31,8 @@ def _names(scrape: str) -> set[str]:
 
 @pytest.fixture
 def exported(pg_dsn: str, tmp_path: Path) -> Iterator[set[str]]:
-    # An SLO set (slo_attainment not None), so the engine's collectors emit every gauge.
-    stats = EngineStats(num_running=0, num_waiting=0, kv_blocks_total=1, kv_blocks_used=0,
-                        prefix_queries=0, prefix_hits=0, num_preemptions=0, num_steps=0,
-                        last_batch_size=0, prompt_tokens=0, generation_tokens=0,
-                        slo_attainment=1.0)  # fmt: skip
-    engine = EngineMetrics(lambda: stats).render().decode()
-    with MockUpstream("mock") as upstream:
-        settings = gateway_settings(pg_dsn, tmp_path, upstream)
-        with LiveGateway(settings) as live, live.http(live.admin_key) as http:
-            reply = http.get("/metrics")
-    assert reply.status_code == 200, reply.text
-    yield _names(reply.text) | _names(engine)
+    gateway, engine = exported_scrapes(pg_dsn, tmp_path)
+    yield _names(gateway) | _names(engine)
 
 
 def test_the_page_lists_exactly_the_exported_metrics(exported: set[str]) -> None:

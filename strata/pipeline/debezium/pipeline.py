@@ -98,14 +98,8 @@ class DebeziumPipeline:
     def open(self) -> None:
         """Connect to strata's store and the broker; resume after the recorded position."""
         self._store_conn = psycopg.connect(self._store_conninfo, autocommit=True)
-        self.store = IndexStore(
-            self._store_conn,
-            self.source.name,
-            self.source.collection,
-            self._embedder.model,
-            self._embedder.dims,
-            freshness_samples=self.settings.freshness_samples,
-            retry_interval_s=self.settings.retry_interval_s,
+        self.store = IndexStore.for_source(
+            self._store_conn, self.source, self.settings, self._embedder
         )
         self._check_reader()
         self.state = self.store.ensure_ready(self.reader_name)
