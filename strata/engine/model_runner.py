@@ -7,15 +7,17 @@ paged attention needs, and the sampling tensors; it returns one token per sampli
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from strata.engine.attention import AttentionMetadata, LayerCache, PrefillChunk
 from strata.engine.llama import LlamaModel, RotaryEmbedding
 from strata.engine.model_config import ModelConfig
+from strata.engine.packed_linear import can_pack, pack_linears
 from strata.engine.request import Request
 from strata.engine.sampler import SamplingBatch, sample
 from strata.engine.scheduler import ScheduledChunk, SchedulerOutput
@@ -49,7 +51,7 @@ class ModelRunner:
         self.eos_token_ids = tuple(eos_token_ids)
         self.model = build_model(config, weights, max_model_len, device, dtype)
         slots = num_blocks * block_size
-        shape = (slots, config.num_kv_heads, config.head_dim)
+        shape = (config.num_kv_heads, slots, config.head_dim)
         self.caches = [
             LayerCache(
                 torch.zeros(shape, dtype=dtype, device=device),
@@ -87,8 +89,9 @@ class ModelRunner:
         meta = AttentionMetadata(
             slot_mapping=self._slots_of(decodes + prefills, positions_t),
             num_decodes=len(decodes),
-            decode_slots=None,
-            decode_mask=None,
+            block_size=self.block_size,
+            decode_blocks=None,
+            decode_bias=None,
             prefills=self._prefill_chunks(prefills, len(decodes)),
         )
         if decodes:
@@ -145,13 +148,10 @@ class ModelRunner:
             n = -(-lengths[i] // bs)
             table[i, :n] = torch.tensor(c.request.block_table[:n])
         table = table.to(self.device)
-        offsets = torch.arange(bs, device=self.device)
-        slots = (table.unsqueeze(-1) * bs + offsets).reshape(-1)  # (B * width * bs,)
         span = torch.arange(width * bs, device=self.device)
-        mask = span.unsqueeze(0) < self._tensor(lengths).unsqueeze(1)  # (B, L)
-        return AttentionMetadata(
-            meta.slot_mapping, meta.num_decodes, slots, mask[:, None, None, :], meta.prefills
-        )
+        padding = span.unsqueeze(0) >= self._tensor(lengths).unsqueeze(1)  # (B, L)
+        bias = torch.zeros(padding.shape, device=self.device).masked_fill_(padding, -math.inf)
+        return replace(meta, decode_blocks=table.reshape(-1), decode_bias=bias[None, :, None, :])
 
     def _tensor(self, values: list[int]) -> torch.Tensor:
         return torch.tensor(values, dtype=torch.long, device=self.device)
@@ -207,6 +207,8 @@ def build_model(
     except (KeyError, RuntimeError) as exc:
         raise ModelLoadError(f"weights do not match config.json: {exc}") from exc
     model.rotary = RotaryEmbedding(config, max_model_len).to(device)  # meta held no values
+    if can_pack(device, dtype):
+        pack_linears(model)
     return model.eval()
 
 
