@@ -4,16 +4,21 @@ derived online from measured latencies so that p95 stays inside a latency SLO.
 The loop, evaluated every `adjust_interval_s`:
 - *Step time* is what every running request waits between two tokens. Its target is the
   inter-token SLO, or a quarter of the TTFT SLO when only that is set (a new request needs at
-  least one step after admission). p95 of recent steps over target: cap shrinks by a quarter;
-  under 80% of target while the cap is what limits the batch: cap grows by an eighth (+1).
+  least one step after admission). The batch cap answers for *decode* steps (one token per
+  request): p95 of recent decode steps over target: cap shrinks by a quarter; under 80% of
+  target while the cap is what limits the batch: cap grows by an eighth (+1). Steps carrying
+  prefill are the token budget's business: shrinking the cap would not shorten them, only
+  starve the batch (the phased benchmark showed long prompts driving the cap to 1).
 - *Token budget*: a least-squares fit of step time against tokens per step gives the most
   tokens a step can carry and stay on target; prefill chunks are cut to that.
 - *Admission*: a new request's TTFT is predicted as the prefill time of every prompt token
-  queued ahead of it (and its own), from the fitted step model, plus, when the batch is full,
-  the wait for a slot at the measured service rate. Predicted over the SLO: shed with a retry
-  hint, so admitted requests keep their latency instead of everyone's collapsing (a burst is
-  caught before any request has finished). The measured p95 TTFT feeds back into how much of
-  the SLO predictions may use (less when requests miss it, more when p95 sits well inside).
+  queued ahead of it (and its own): the steps needed at the budget left beside the running
+  decodes, each priced by the fitted step model (p95 step time until it can fit), plus,
+  when the batch is full, the wait for a slot at the measured service rate. Predicted over
+  the SLO: shed with a retry hint, so admitted requests keep their latency instead of
+  everyone's collapsing (a burst is caught before any request has finished). The measured
+  p95 TTFT feeds back into how much of the SLO predictions may use (less when requests miss
+  it, more when p95 sits well inside).
 - *Batching window*: wait for company only when arrivals are frequent enough to bring some.
 """
 
@@ -123,6 +128,7 @@ class SloBatchPolicy(BatchPolicy):
         self._budget = token_budget_limit
         self._trust = 1.0  # share of the TTFT SLO admission predictions may use
         self._steps = RecentValues(horizon_s)
+        self._decode_steps = RecentValues(horizon_s)
         self._ttfts = RecentValues(horizon_s)
         self._finishes = RecentValues(horizon_s)
         self._arrivals = RecentValues(horizon_s)
@@ -174,21 +180,28 @@ class SloBatchPolicy(BatchPolicy):
         return prefill + slot_wait + step
 
     def _prefill_s(self, queue: QueueState, now: float) -> float | None:
-        """The larger of two estimates: queued tokens at the fitted per-token cost, and the
-        steps needed when running decodes take their share of every step's budget."""
+        """The steps needed when running decodes take their share of every step's budget,
+        each priced by the fitted step model for the tokens it carries (p95 of recent steps
+        until the model can fit)."""
         step_p95 = self._steps.p95(now)
         if step_p95 is None:
             return None
-        per_step = max(1, self._budget - min(queue.num_running, self._cap))
-        by_steps = -(-queue.queued_tokens // per_step) * step_p95
+        decodes = min(queue.num_running, self._cap)
+        per_step = max(1, self._budget - decodes)
+        steps = -(-queue.queued_tokens // per_step)
         fit = self._model.fit()
-        return max(by_steps, queue.queued_tokens * fit[1]) if fit else by_steps
+        if fit is None:
+            return steps * step_p95
+        base, per_token = fit
+        return steps * base + per_token * (queue.queued_tokens + steps * decodes)
 
     # -- what the engine reports -------------------------------------------------------------
 
     def observe_step(self, duration_s: float, num_tokens: int, num_seqs: int, now: float) -> None:
         self._now = now
         self._steps.add(now, duration_s)
+        if num_tokens == num_seqs:  # decode only: what the batch cap controls
+            self._decode_steps.add(now, duration_s)
         self._model.add(num_tokens, duration_s)
         if num_seqs >= self._cap:
             self._cap_was_binding = True
@@ -221,7 +234,7 @@ class SloBatchPolicy(BatchPolicy):
         self._cap_was_binding = False
 
     def _adjust_cap(self, now: float) -> None:
-        step_p95 = self._steps.p95(now)
+        step_p95 = self._decode_steps.p95(now)
         if step_p95 is None:
             return
         target = self.targets.step_s

@@ -148,3 +148,14 @@ def test_measured_ttft_well_inside_the_slo_lets_a_pessimistic_model_admit_more()
         p.observe_first_token(0.1, now)
         p.observe_step(0.05, 40, 1, now)
     assert p.admit(state, now) is None
+
+
+def test_slow_prefill_steps_do_not_shrink_the_cap() -> None:
+    p = policy(ttft_s=0.4)  # step target 0.1 s
+    now = 0.0
+    for i in range(60):  # long prompts: every step carries 200-500 prefill tokens beside decodes
+        now += 0.05
+        tokens = 200 + (i * 37) % 300
+        p.observe_step(0.01 + 0.001 * tokens, num_tokens=tokens, num_seqs=5, now=now)
+    assert p.max_num_seqs == 32  # the budget answers for these steps, not the cap
+    assert abs(p.token_budget - 90) <= 2  # (0.1 - 0.01) / 0.001
