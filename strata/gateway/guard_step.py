@@ -26,6 +26,9 @@ class GuardStep:
         self._guard = guard or Guard()
         self._policies = TenantPolicies.from_mappings(settings.default, settings.tenants)
 
+    def warm_up(self) -> None:
+        self._guard.warm_up()
+
     def policy(self, tenant: str) -> GuardPolicy:
         return self._policies.of(tenant)
 

@@ -166,6 +166,12 @@ class InjectionModel:
             return min(score, SHORT_TEXT_CAP)
         return score
 
+    def warm_up(self) -> None:
+        """Build the second stage's encoder now (1-2 s: torch and MiniLM's weights), so the
+        first text that passes the gate does not pay for it."""
+        if self.head is not None:
+            (self.encoder or default_encoder()).encode(["warm-up"])
+
     def save(self, path: Path) -> None:
         """Write the compact artifact: float16 sparse weights and idf, compressed."""
         path.parent.mkdir(parents=True, exist_ok=True)

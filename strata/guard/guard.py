@@ -32,6 +32,10 @@ class Guard:
         self.model = model or default_model()
         self.canary = canary
 
+    def warm_up(self) -> None:
+        """Load everything scoring needs (see `InjectionModel.warm_up`); call before serving."""
+        self.model.warm_up()
+
     def injection_score(self, normalized: str) -> tuple[float, tuple[str, ...]]:
         """(probability, attack-shape categories) for the detectors' copy of one text."""
         shapes = match_shapes(normalized.lower())

@@ -135,3 +135,13 @@ def test_head_ignores_vectors_unlike_its_training_texts() -> None:
 
     model = replace(default_model(), encoder=FarEncoder())
     assert model.passes_gate(ATTACK) and model.logit(ATTACK) == model.first_stage(ATTACK)
+
+
+def test_warm_up_builds_the_encoder_before_the_first_gated_text() -> None:
+    encoder = CountingEncoder()
+    model = replace(default_model(), encoder=encoder)
+    model.warm_up()
+    assert len(encoder.texts) == 1  # the gateway calls this at start-up, off the event loop
+    without_head = replace(default_model(), encoder=CountingEncoder(), head=None)
+    without_head.warm_up()
+    assert without_head.encoder is not None and without_head.encoder.texts == []  # type: ignore[attr-defined]
