@@ -11,7 +11,8 @@ Stages, in the order a change flows through them:
     index.IndexStore                strata's store: documents, chunks, vectors, position
     source.SourcePipeline           the loop: step → apply → confirm LSN (and the backfill)
     debezium.DebeziumPipeline       the same loop fed by Debezium's events from NATS / Redis
-    service.PipelineService         every configured source in its own thread
+    service.PipelineService         every configured source in its own thread, once it owns it
+    ownership.SourceLock            one owner per source among workers (an advisory lock)
     retriever.Retriever             tenant-scoped vector search (for the gateway)
 
 The pipeline runs without the front door and does not generate: it imports no

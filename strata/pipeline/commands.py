@@ -3,10 +3,12 @@ from the command line.
 
 - `add` checks a new source against its primary (wal_level, table, columns, replica identity)
   and appends it to the YAML config file.
-- `status` shows, per source: slot lag, last commit applied, freshness p50/p95/p99, dead
-  letters, documents and chunks.
+- `status` shows, per source: the worker that owns it and since when, slot lag, last commit
+  applied, freshness p50/p95/p99, dead letters, documents and chunks.
 - `backfill` re-snapshots sources (new slot, every row indexed, stale documents dropped);
-  `run` streams them until interrupted (it backfills first when needed).
+  `run` streams them until interrupted (it backfills first when needed). Several `run`s (and
+  `strata serve`s) share the sources: each source is streamed by one of them at a time
+  (`strata.pipeline.ownership`); `backfill` refuses a source a running worker owns.
 - `reindex` re-embeds a source's stored chunks after a `pipeline.embedder` change, beside the
   old vectors, and switches to them in one transaction (`strata.pipeline.reindex`).
 - `delete-tenant` deletes a tenant's documents, chunks and dead letters from the index and, by
@@ -46,6 +48,7 @@ from strata.config import (
     read_yaml,
 )
 from strata.errors import ConfigError, InvalidRequestError, StrataError
+from strata.pipeline.ownership import Owner, owning
 from strata.pipeline.quarantine import QuarantinedChunk, quarantined, release
 from strata.pipeline.reindex import ReindexResult
 from strata.pipeline.status import SourceReport, source_report
@@ -107,7 +110,8 @@ def status(
     source: SourceOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Slot lag, last commit applied, freshness percentiles and dead letters per source."""
+    """Owner, slot lag, last commit applied, freshness percentiles and dead letters per
+    source."""
     settings = _settings(config)
     with _failures(), Database(settings) as database, database.connect() as conn:
         conn.autocommit = True
@@ -125,7 +129,8 @@ def status(
 @pipeline_app.command("backfill")
 def backfill(config: ConfigOption = None, source: SourceOption = None) -> None:
     """Re-snapshot sources: new slot, every row indexed (only changed chunks re-embedded),
-    documents gone from the table removed. Stop `strata pipeline run` for them first."""
+    documents gone from the table removed. Refused for a source a running `strata pipeline
+    run` (or `strata serve`) owns: stop it first."""
     from strata.pipeline.chunker import Chunker
     from strata.pipeline.embedder import build_embedder, count_tokens
     from strata.pipeline.screen import screen_for
@@ -144,14 +149,21 @@ def backfill(config: ConfigOption = None, source: SourceOption = None) -> None:
                     "indexes its events and then drops documents it did not rewrite)"
                 )
                 continue
-            pipeline = SourcePipeline(
-                entry, settings.pipeline, database.conninfo, embedder, chunker, screen=screen
-            )
-            try:
-                pipeline.open()
-                result = pipeline.backfill()
-            finally:
-                pipeline.close()
+            with owning(database.conninfo, entry.name, settings.pipeline.worker) as ownership:
+                pipeline = SourcePipeline(
+                    entry,
+                    settings.pipeline,
+                    database.conninfo,
+                    embedder,
+                    chunker,
+                    screen=screen,
+                    ownership=ownership,
+                )
+                try:
+                    pipeline.open()
+                    result = pipeline.backfill()
+                finally:
+                    pipeline.close()
             stats = result.stats
             typer.echo(
                 f"{entry.name}: {result.rows} rows, {stats.chunks} chunks ({stats.embedded} "
@@ -170,12 +182,8 @@ def run(config: ConfigOption = None, source: SourceOption = None) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     with _failures(), Database(settings) as database:
         embedder = build_embedder(settings.pipeline.embedder)
-        service = PipelineService(
-            settings,
-            database.conninfo,
-            embedder,
-            sources=[s.name for s in _sources(settings, source)],
-        )
+        names = [s.name for s in _sources(settings, source)] if source else None
+        service = PipelineService(settings, database.conninfo, embedder, sources=names)
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: service.stop(timeout_s=0))
         service.start()
@@ -404,6 +412,7 @@ def _describe(report: SourceReport) -> str:
     return "\n".join(
         [
             f"{r.name} → collection {r.collection}",
+            f"  owner:           {_describe_owner(r.owner)}",
             f"  {reader} {lag}",
             f"  last commit:     {r.last_commit_at or '-'} (applied {r.last_applied_at or '-'}, "
             f"lsn {r.applied_lsn or '-'})",
@@ -415,6 +424,15 @@ def _describe(report: SourceReport) -> str:
             f"  backfilled:      {r.backfilled_at or 'not yet'}",
         ]
     )
+
+
+def _describe_owner(owner: Owner | None) -> str:
+    if owner is None:
+        return "none yet (no `strata pipeline run` has streamed it)"
+    changes = f"{owner.acquisitions - 1} hand-over(s)"
+    if owner.live:
+        return f"worker {owner.worker} since {owner.since} ({changes})"
+    return f"none: worker {owner.worker} (owner since {owner.since}) is gone ({changes})"
 
 
 def _describe_reindex(r: ReindexResult) -> str:

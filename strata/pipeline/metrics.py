@@ -79,6 +79,19 @@ class PipelineMetrics:
             ["source"],
             registry=self.registry,
         )
+        self.ownership_changes = Counter(
+            "strata:pipeline_ownership_changes_total",
+            "Times this process took (acquired) or gave up (released) the ownership of a source "
+            "(strata.pipeline.ownership); a hand-over is a release here and an acquire elsewhere.",
+            ["source", "change"],
+            registry=self.registry,
+        )
+        self.owned = Gauge(
+            "strata:pipeline_source_owned",
+            "1 while this process owns the source (streams it), 0 while another worker does.",
+            ["source"],
+            registry=self.registry,
+        )
 
     def count(self, source: str, stats: ApplyStats) -> None:
         """Add what one index write did (or one backfill batch) to the source's counters."""

@@ -167,6 +167,21 @@ def slot_status(conn: psycopg.Connection, slot: str) -> SlotStatus | None:
     return SlotStatus(bool(active), parse_lsn(confirmed) if confirmed else None, lag, wal_status)
 
 
+def evict_slot_reader(conn: psycopg.Connection, slot: str) -> int | None:
+    """Terminate the walsender streaming `slot`, if one does; its pid. For a new owner of the
+    source only: the reader is a former owner's, cut off from the store but not yet from the
+    primary. Without the right to signal it (another role), None: the new owner waits for it."""
+    try:
+        row = conn.execute(
+            "SELECT active_pid, pg_terminate_backend(active_pid) FROM pg_replication_slots "
+            "WHERE slot_name = %s AND active_pid IS NOT NULL",
+            (slot,),
+        ).fetchone()
+    except psycopg.errors.InsufficientPrivilege:
+        return None
+    return None if row is None else int(row[0])
+
+
 def drop_slot(conn: psycopg.Connection, slot: str, *, wait_s: float = 10.0) -> None:
     """Drop the slot if it exists. The walsender of a stream closed a moment ago still holds
     it while it exits: wait up to `wait_s` for that (longer means another process streams)."""

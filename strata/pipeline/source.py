@@ -10,6 +10,10 @@
 The confirmed LSN moves only after the index write for that transaction has committed (and
 the write records the same LSN in the store), so a crash anywhere loses nothing; replayed
 transactions are recognised by that stored LSN and are idempotent upserts anyway.
+
+Run with an `Ownership` (`strata.pipeline.ownership`, as `PipelineService` does), every store
+statement runs on the connection that holds the source's ownership lock, and `open()` first
+terminates a former owner's walsender still holding the slot.
 """
 
 from __future__ import annotations
@@ -33,12 +37,14 @@ from strata.pipeline.index import IndexStore, Position
 from strata.pipeline.indexer import ApplyStats, Indexer
 from strata.pipeline.mapping import Mapper, Remove, Upsert, parse_key
 from strata.pipeline.metrics import METRICS, PipelineMetrics
+from strata.pipeline.ownership import Ownership
 from strata.pipeline.primary import (
     RowReader,
     check_wal_level,
     describe_table,
     drop_slot,
     ensure_publication,
+    evict_slot_reader,
     key_columns,
     slot_status,
 )
@@ -75,10 +81,12 @@ class SourcePipeline:
         *,
         metrics: PipelineMetrics = METRICS,
         screen: DocumentScreen | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         self.source = source
         self.settings = settings
         self.slot = slot_name(source.name)
+        self._ownership = ownership  # None: the caller sees to it that no one else streams
         self._store_conninfo = store_conninfo
         self._embedder = embedder
         self._chunker = chunker
@@ -97,6 +105,7 @@ class SourcePipeline:
         dsn = self.source.dsn.get_secret_value()
         self._primary = psycopg.connect(dsn, autocommit=True)  # failures are transient: retried
         check_wal_level(self._primary)
+        self._evict_former_owner()
         self.table = describe_table(self._primary, self.source.table)
         key = key_columns(self.table, self.source)
         ensure_publication(self._primary, self.slot, self.table)
@@ -104,7 +113,7 @@ class SourcePipeline:
         self.reader = RowReader(
             self._primary, self.table, self.mapper.columns, key, self.source.row_filter
         )
-        self._store_conn = psycopg.connect(self._store_conninfo, autocommit=True)
+        self._store_conn = self._connect_store()
         self.store = IndexStore.for_source(
             self._store_conn, self.source, self.settings, self._embedder
         )
@@ -118,6 +127,27 @@ class SourcePipeline:
             refetch_all=self.source.row_filter is not None,
             screen=self._screen,
         )
+
+    def _evict_former_owner(self) -> None:
+        assert self._primary is not None
+        if self._ownership is None:
+            return
+        pid = evict_slot_reader(self._primary, self.slot)
+        if pid is not None:
+            logger.warning(
+                "pipeline source '%s': terminated walsender %d, a former owner's stream of slot "
+                "%s (this worker, %s, owns the source now)",
+                self.source.name,
+                pid,
+                self.slot,
+                self._ownership.worker,
+            )
+
+    def _connect_store(self) -> psycopg.Connection:
+        """The ownership's connection (its lock fences every write), else one of our own."""
+        if self._ownership is not None:
+            return self._ownership.conn
+        return psycopg.connect(self._store_conninfo, autocommit=True)
 
     def needs_backfill(self) -> bool:
         """No finished backfill, or the slot it started is gone (a gap would follow)."""
@@ -226,8 +256,8 @@ class SourcePipeline:
     def on_idle(self) -> None:
         """Between transactions: retry due dead letters, confirm keepalive progress, lag."""
         assert self._stream is not None
-        self.retry_dead_letters()
-        self._stream.confirm_idle()
+        self.retry_dead_letters()  # asks the store first: a worker whose lock session has
+        self._stream.confirm_idle()  # ended fails there and so confirms nothing more
         if time.monotonic() >= self._next_lag_check and self._primary is not None:
             self._next_lag_check = time.monotonic() + LAG_CHECK_S
             status = slot_status(self._primary, self.slot)
@@ -266,9 +296,11 @@ class SourcePipeline:
             self._streaming = False
 
     def close(self) -> None:
-        """Close every connection (the slot stays on the primary)."""
+        """Close every connection this pipeline opened (the slot stays on the primary; the
+        ownership's connection stays with its `SourceLock`)."""
         self._close_stream()
+        owned = self._ownership.conn if self._ownership is not None else None
         for conn in (self._primary, self._store_conn):
-            if conn is not None and not conn.closed:
+            if conn is not None and conn is not owned and not conn.closed:
                 conn.close()
         self._primary = self._store_conn = None

@@ -1,7 +1,7 @@
-"""What `strata pipeline status` reports per source: slot lag (for a Debezium source, the
-messages its broker consumer is behind), last commit applied, freshness percentiles, dead
-letters, document and chunk counts, tenants excluded from it. Read from strata's store and the
-primary (or the broker)."""
+"""What `strata pipeline status` reports per source: the worker that owns it and since when
+(`strata.pipeline.ownership`), slot lag (for a Debezium source, the messages its broker consumer
+is behind), last commit applied, freshness percentiles, dead letters, document and chunk counts,
+tenants excluded from it. Read from strata's store and the primary (or the broker)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import psycopg
 
 from strata.config import PipelineSourceSettings
 from strata.pipeline.debezium.broker import BrokerLag, consumer_lag
+from strata.pipeline.ownership import Owner, owner
 from strata.pipeline.pgoutput import format_lsn
 from strata.pipeline.primary import SlotStatus, slot_status
 from strata.pipeline.source import slot_name
@@ -36,6 +37,7 @@ class SourceReport:
     slot_error: str | None  # why the primary could not be asked
     excluded_tenants: list[str]  # kept out by `strata pipeline delete-tenant`
     consumer: BrokerLag | None = None  # kind debezium: messages its durable reader is behind
+    owner: Owner | None = None  # the worker streaming it (None: none ever has)
 
 
 def source_report(
@@ -93,6 +95,7 @@ def source_report(
         slot_error=error,
         excluded_tenants=[row[0] for row in excluded],
         consumer=consumer,
+        owner=owner(store, name),
     )
 
 

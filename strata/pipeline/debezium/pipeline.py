@@ -22,12 +22,20 @@ What differs, because strata does not read the primary here:
   so does a malformed event; neither blocks the stream, and a later full change of the row
   clears its dead letter;
 - column types come from the events (their schemas, or the JSON kinds), not the catalog.
+
+Run with an `Ownership` (several workers, `strata.pipeline.ownership`), writes run on the
+lock's session, as for the direct source. The durable reader is shared by name, so reads are
+fenced too: the lock's session is asked before every fetch (a worker that lost the source takes
+no more messages), and a new owner waits out the longest fetch a former owner may still have
+open before it opens the broker. Messages the former owner took and never acknowledged are
+then pending, and the broker hands them to the new owner first.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -46,10 +54,13 @@ from strata.pipeline.index import DeadLetter, IndexStore, Position, WriteBatch
 from strata.pipeline.indexer import ApplyStats, Indexer
 from strata.pipeline.mapping import DocChange, Key, Mapper, RemoveAll, Upsert, key_text
 from strata.pipeline.metrics import METRICS, PipelineMetrics
+from strata.pipeline.ownership import Ownership
 from strata.pipeline.screen import DocumentScreen
 
 logger = logging.getLogger(__name__)
 SETTLE_S = 0.1  # how long a held transaction waits for more of its events once the stream idles
+POLL_S = 0.5  # how long `run`'s fetch waits for the first event
+HANDOVER_WAIT_S = POLL_S + 0.5  # longer than any fetch a former owner may still have open
 BODY_SHOWN = 300  # characters of a malformed message kept in its dead letter
 
 
@@ -76,6 +87,7 @@ class DebeziumPipeline:
         metrics: PipelineMetrics = METRICS,
         screen: DocumentScreen | None = None,
         broker: Broker | None = None,
+        ownership: Ownership | None = None,
     ) -> None:
         assert source.kind == "debezium" and source.broker is not None
         self.source = source
@@ -87,6 +99,7 @@ class DebeziumPipeline:
         self._metrics = metrics
         self._screen = screen  # the guard's scan of each new chunk text; None: not scanned
         self._store_conn: psycopg.Connection | None = None
+        self._ownership = ownership  # its connection holds the source's lock: writes run on it
         self._table = _schema_and_name(source.table)
         self._types: dict[str, int] = {}  # column -> type OID, learned from events (the mapper's)
         self._grouper = Grouper(settings.group_transactions)
@@ -97,7 +110,11 @@ class DebeziumPipeline:
 
     def open(self) -> None:
         """Connect to strata's store and the broker; resume after the recorded position."""
-        self._store_conn = psycopg.connect(self._store_conninfo, autocommit=True)
+        self._store_conn = (
+            self._ownership.conn
+            if self._ownership is not None
+            else psycopg.connect(self._store_conninfo, autocommit=True)
+        )
         self.store = IndexStore.for_source(
             self._store_conn, self.source, self.settings, self._embedder
         )
@@ -112,6 +129,8 @@ class DebeziumPipeline:
             self._unavailable,
             screen=self._screen,
         )
+        if self._ownership is not None:
+            time.sleep(HANDOVER_WAIT_S)
         self.broker.open(self.state.applied_lsn)
 
     @property
@@ -138,7 +157,7 @@ class DebeziumPipeline:
 
     # --- the loop ------------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event, *, poll_s: float = 0.5) -> None:
+    def run(self, stop: threading.Event, *, poll_s: float = POLL_S) -> None:
         """open → step until `stop` is set → close."""
         try:
             self.open()
@@ -152,6 +171,8 @@ class DebeziumPipeline:
         completes; None when nothing came and nothing is held."""
         assert self.source.broker is not None
         wait = SETTLE_S if self._grouper.holding else timeout_s
+        if self._ownership is not None:  # fails once the lock's session has ended
+            self._ownership.conn.execute("SELECT 1")
         messages = self.broker.fetch(self.source.broker.batch, wait)
         for message in messages:
             if message.position > self._last_seen:
@@ -327,11 +348,13 @@ class DebeziumPipeline:
     # --- teardown ------------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the broker and the store connection (unacknowledged events are redelivered)."""
+        """Close the broker and the store connection unless it is the ownership's
+        (unacknowledged events are redelivered)."""
         self.broker.close()
-        if self._store_conn is not None and not self._store_conn.closed:
-            self._store_conn.close()
-        self._store_conn = None
+        conn, self._store_conn = self._store_conn, None
+        owned = self._ownership.conn if self._ownership is not None else None
+        if conn is not None and conn is not owned and not conn.closed:
+            conn.close()
 
 
 def _schema_and_name(table: str) -> tuple[str, str]:
