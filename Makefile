@@ -18,7 +18,7 @@ TOOLS := wrk nginx chromium chromedriver:chromium-driver promtool:prometheus
 
 $(STAMP): pyproject.toml Makefile
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e '.[dev,ray]'
 	$(PY) -m pip install -q --no-deps $(NODEPS)
 	touch $(STAMP)
 

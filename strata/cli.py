@@ -22,6 +22,7 @@ from strata.cli_options import ConfigOption
 from strata.cli_output import fail
 from strata.compute.commands import plan_app
 from strata.config import Settings, load_settings
+from strata.deploy.command import deploy_app
 from strata.errors import ConfigError, StrataError
 from strata.gateway.admin_commands import keys_app, tenants_app, usage_app
 from strata.gateway.request_logs.commands import logs_app
@@ -65,6 +66,7 @@ app.add_typer(logs_app, name="logs")
 app.add_typer(plan_app, name="plan")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(guard_app, name="guard")
+app.add_typer(deploy_app, name="deploy")
 
 
 @bench_app.command(
@@ -102,6 +104,18 @@ def bench_slo(ctx: typer.Context) -> None:
     phased load against fixed batch caps. Options: --slo-ttft-ms, --probe-seconds,
     --overload-seconds, --phase-seconds, --phase-load, --caps, --out. About 15 minutes."""
     from strata.bench.slo_bench import main
+
+    main(list(ctx.args))
+
+
+@bench_app.command(
+    "fairness", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_fairness(ctx: typer.Context) -> None:
+    """Tenant fairness in the engine's queue: tenant A floods a real engine server, tenant B
+    sends a few; TTFT p50/p95 per tenant under `fcfs` and `fair` scheduling. Options: --flood,
+    --few, --max-num-seqs, --output-tokens, --prompt-tokens, --smoke, --out. A few minutes."""
+    from strata.bench.fairness import main  # torch: only when asked
 
     main(list(ctx.args))
 
@@ -154,6 +168,20 @@ def bench_observability(ctx: typer.Context) -> None:
     --output-tokens, --accuracy-requests, --accuracy-rate, --no-otel, --threads, --out.
     About 10 minutes on 2 quiet cores."""
     from strata.bench.observability.main import main  # torch: only when asked
+
+    main(list(ctx.args))
+
+
+@bench_app.command(
+    "routing", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+)
+def bench_routing(ctx: typer.Context) -> None:
+    """Prefix-aware routing against round-robin and least-loaded: two engine servers behind
+    strata's router, conversations over shared system prompts arriving as a Poisson process;
+    prefix-hit rate, TTFT p50/p95 and throughput per policy. Options: --contexts,
+    --context-words, --conversations, --turns, --rate, --think-s, --max-tokens, --policies,
+    --repeats, --kv-cache-memory, --threads, --smoke, --out. About 10 minutes on 2 cores."""
+    from strata.bench.routing.main import main  # torch: only when asked
 
     main(list(ctx.args))
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -77,7 +77,13 @@ class EngineSettings(_Section):
         0.0, ge=0, le=10_000, description="How long an idle engine waits to gather a batch."
     )
     enable_prefix_caching: bool = True
-    scheduling: Literal["fcfs", "priority"] = "fcfs"
+    scheduling: Literal["fair", "fcfs", "priority"] = Field(
+        "fair",
+        description="Waiting-queue order. fair: start-time fair queueing by tokens served per "
+        "fairness key (X-Strata-Fairness-Key, which the gateway sets per tenant), FCFS within "
+        "a key, so one key alone is plain FCFS; fcfs: arrival order; priority: the "
+        "request's `priority`, then arrival.",
+    )
 
 
 class SloSettings(_Section):
@@ -277,7 +283,8 @@ class UpstreamSettings(_Section):
         None,
         ge=1,
         description="Requests in flight at which this upstream counts as saturated, so the "
-        "router bursts to the next tier; empty: never saturated.",
+        "router bursts to the next tier; when every upstream of a model is saturated, "
+        "requests wait their fair turn (routing.fairness); empty: never saturated.",
     )
     supports: list[str] | None = Field(
         None,
@@ -286,10 +293,44 @@ class UpstreamSettings(_Section):
         "or is refused with a 400 naming the field. Empty: forward everything and let the "
         "upstream answer.",
     )
+    discover: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+        description="Instead of one url: the pool in the registry (Redis, redis_url) whose "
+        "replicas announce themselves there (the engine replicas of `strata deploy ray`). "
+        "Each replica is routed to as its own upstream named <name>/<replica> with these "
+        "settings; needs models.",
+    )
+
+    engine_model: str | None = Field(
+        None,
+        max_length=4096,
+        description="Set when this upstream is a strata engine server: the model it serves, as "
+        "its engine.model names it (a folder, a .gguf file, or 'bundled'); a folder with the "
+        "tokenizer files is enough. The router then hashes prompts into that engine's KV "
+        "blocks and routes by cached prefix (routing.prefix_affinity). The built-in engine "
+        "(kind engine) uses engine.model.",
+    )
+
+    @model_validator(mode="after")
+    def _engine_model_on_http_upstreams(self) -> UpstreamSettings:
+        if self.kind == "engine" and self.engine_model is not None:
+            raise ValueError(
+                f"upstream '{self.name}' is the built-in engine, whose model is engine.model; "
+                "remove its engine_model"
+            )
+        if self.engine_model is not None and not self.engine_model.strip():
+            raise ValueError(
+                f"upstream '{self.name}': engine_model is empty; name the engine's model "
+                "folder or .gguf file, or 'bundled'"
+            )
+        return self
 
     @model_validator(mode="after")
     def _where_and_how(self) -> UpstreamSettings:
-        if self.kind == "openai" and not self.url:
+        if self.discover is not None:
+            _check_discovered(self)
+        elif self.kind == "openai" and not self.url:
             raise ValueError(
                 f"upstream '{self.name}' (kind openai) needs a url, e.g. http://127.0.0.1:8401/v1"
             )
@@ -300,6 +341,47 @@ class UpstreamSettings(_Section):
         if self.api_key_env and self.api_key_file:
             raise ValueError(f"upstream '{self.name}': set api_key_env or api_key_file, not both")
         return self
+
+
+def _check_discovered(upstream: UpstreamSettings) -> None:
+    """An upstream read from the registry: an OpenAI-compatible pool with declared models."""
+    where = f"upstream '{upstream.name}' (discover: {upstream.discover})"
+    if upstream.kind != "openai":
+        raise ValueError(f"{where}: only kind openai can be discovered; remove kind")
+    if upstream.url:
+        raise ValueError(f"{where}: its replicas announce their urls; remove url")
+    if not upstream.models:
+        raise ValueError(
+            f"{where}: list the models its replicas serve (models: [...]), so the model is "
+            "known while no replica is up"
+        )
+
+
+class FairnessSettings(_Section):
+    """Fair admission in the router (`strata.gateway.upstream.admission`): when every upstream
+    serving a model is at its `max_in_flight`, requests wait in a queue that serves tenants in
+    start-time fair order by tokens (a flooding tenant cannot starve the others). The tenant's
+    weight also travels to strata engines, whose `fair` scheduling uses it."""
+
+    weights: dict[str, Annotated[float, Field(gt=0, le=100)]] = Field(
+        default_factory=dict,
+        description="Tenant -> weight in (0, 100]: while both wait, a tenant of weight 2 is "
+        "served twice the tokens of one of weight 1. Tenants not listed: default_weight.",
+    )
+    default_weight: float = Field(1.0, gt=0, le=100)
+    max_wait_s: float = Field(
+        30.0,
+        ge=0,
+        le=3600,
+        description="Longest a request waits for its turn at a saturated model before a 503 "
+        "with Retry-After; 0: refuse at once.",
+    )
+    max_waiting: int = Field(
+        1024, ge=0, description="Requests waiting per model at most; more get a 503 at once."
+    )
+
+    def weight_of(self, tenant: str) -> float:
+        return self.weights.get(tenant, self.default_weight)
 
 
 class RoutingSettings(_Section):
@@ -316,12 +398,50 @@ class RoutingSettings(_Section):
     )
     backoff_ms: float = Field(50.0, ge=0, description="First retry delay; doubles each retry.")
     health_interval_s: float = Field(5.0, gt=0, description="Health-check period per upstream.")
+    discovery_interval_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="How often the registry is read for the replicas of upstreams with "
+        "`discover` (a replica that left stops getting requests within this).",
+    )
     breaker_failures: int = Field(
         5, ge=1, description="Consecutive failures that open an upstream's circuit breaker."
     )
     breaker_reset_s: float = Field(
         10.0, gt=0, description="How long an open breaker waits before one trial request."
     )
+    prefix_affinity: bool = Field(
+        True,
+        description="Send a prompt to the strata engine whose KV cache holds most of its "
+        "leading blocks, unless that engine is overloaded (then to the least busy). Applies "
+        "where a model has two or more strata engines among its upstreams (engine_model set, "
+        "or the built-in engine).",
+    )
+    prefix_overload_margin: int = Field(
+        4,
+        ge=0,
+        le=100_000,
+        description="An engine holding the prefix counts as overloaded, and is passed over, "
+        "when it has more than this many requests in flight beyond the least busy engine "
+        "(or is at its max_in_flight).",
+    )
+    prefix_min_match: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The share of a prompt's KV blocks an engine must hold for prefix_affinity "
+        "to prefer it; below it (a shared chat-template opening, a default system prompt) the "
+        "request is placed as a new prefix, on the least busy engine. 0: any cached block.",
+    )
+    kv_poll_interval_s: float = Field(
+        0.25,
+        gt=0,
+        le=60,
+        description="How often the router reads each strata engine's prefix-cache changes "
+        "(POST /v1/kv/events) for prefix_affinity.",
+    )
+    fairness: FairnessSettings = Field(default_factory=FairnessSettings)
 
 
 class GatewaySettings(_Section):
@@ -583,6 +703,38 @@ class EmbedderSettings(_Section):
         return self
 
 
+class PipelineWorkerSettings(_Section):
+    """This process as one of several pipeline workers sharing `pipeline.sources`
+    (`strata.pipeline.ownership`): one worker at a time streams each source; the others stand
+    by and take it over when its owner dies."""
+
+    id: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,62}$",
+        description="This worker's name in `strata pipeline status` and logs (letters, digits, "
+        "_ . : @ -); default <hostname>-<pid>.",
+    )
+    sources: list[str] | None = Field(
+        None,
+        min_length=1,
+        description="Only these sources (names from pipeline.sources); default: all of them. "
+        "`strata pipeline run --source` overrides it.",
+    )
+    poll_interval_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="How often a worker tries to take over a source another worker owns.",
+    )
+    dead_peer_s: int = Field(
+        15,
+        ge=2,
+        le=3600,
+        description="Over TCP: how long the store waits on an owner that stopped answering "
+        "(host down, network cut) before its session, and so its sources, are released.",
+    )
+
+
 class PipelineSettings(_Section):
     """CDC → embeddings → pgvector (`strata.pipeline`), and retrieval over it."""
 
@@ -608,6 +760,7 @@ class PipelineSettings(_Section):
         le=10000,
         description="Most waiting source transactions applied as one index write (1: one by one).",
     )
+    worker: PipelineWorkerSettings = Field(default_factory=PipelineWorkerSettings)
 
     @model_validator(mode="after")
     def _unique_names(self) -> PipelineSettings:
@@ -615,6 +768,17 @@ class PipelineSettings(_Section):
         repeated = sorted({n for n in names if names.count(n) > 1})
         if repeated:
             raise ValueError(f"pipeline.sources: names must be unique; repeated: {repeated}")
+        return self
+
+    @model_validator(mode="after")
+    def _worker_sources_known(self) -> PipelineSettings:
+        names = sorted(s.name for s in self.sources)
+        unknown = sorted(set(self.worker.sources or []) - set(names))
+        if unknown:
+            raise ValueError(
+                f"pipeline.worker.sources: no pipeline source named {unknown}; configured: "
+                f"{names}: name sources from pipeline.sources, or remove the key to run them all"
+            )
         return self
 
     def source(self, name: str) -> PipelineSourceSettings:
@@ -885,6 +1049,127 @@ class RequestLogSettings(_Section):
     )
 
 
+class EnginePoolSettings(_Section):
+    """One Ray Serve deployment of engine replicas (`strata deploy ray`): one tier, scaled
+    between its min and max by `strata.deploy.autoscaling` from the replicas' queue depth and
+    SLO attainment."""
+
+    name: str = Field(
+        "engine",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$",
+        description="Deployment and registry pool name; its replicas are routed to as "
+        "upstreams <name>/<replica>.",
+    )
+    tier: Tier = Field("reserved", description="The routing tier of every replica of the pool.")
+    min_replicas: int = Field(
+        1,
+        ge=1,
+        le=1000,
+        description="Replicas always running (at least 1: requests reach engines through the "
+        "gateway's router, not Ray's, so Ray could not wake a pool scaled to zero).",
+    )
+    max_replicas: int = Field(1, ge=1, le=1000, description="Most replicas autoscaling may run.")
+    num_cpus: float = Field(1.0, gt=0, le=1024, description="CPUs Ray reserves per replica.")
+    num_gpus: float = Field(0.0, ge=0, le=64, description="GPUs Ray reserves per replica.")
+    resources: dict[str, Annotated[float, Field(gt=0)]] = Field(
+        default_factory=dict,
+        description="Custom Ray resources per replica, e.g. {spot: 1} to place the pool on "
+        "nodes started with --resources '{\"spot\": 100}'.",
+    )
+    max_in_flight: int | None = Field(
+        None, ge=1, description="Per replica: see upstreams[].max_in_flight (tier bursting)."
+    )
+    target_queue_depth: float = Field(
+        4.0,
+        gt=0,
+        le=10_000,
+        description="Requests running or waiting per replica that autoscaling aims at.",
+    )
+    slo_attainment_target: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="With slo.* set: while the replicas' share of requests within the TTFT "
+        "SLO is under this, add a replica (and never remove one) whatever the queue depth.",
+    )
+    upscale_delay_s: float = Field(
+        30.0, ge=0, le=3600, description="How long more replicas must be wanted before adding."
+    )
+    downscale_delay_s: float = Field(
+        300.0, ge=0, le=86_400, description="How long fewer must be wanted before removing."
+    )
+    look_back_s: float = Field(
+        30.0, gt=0, le=3600, description="Window the replicas' metrics are averaged over."
+    )
+    metrics_interval_s: float = Field(
+        5.0, gt=0, le=600, description="How often each replica reports its metrics to Ray."
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> EnginePoolSettings:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"deploy.ray.engines[{self.name}]: max_replicas ({self.max_replicas}) is below "
+                f"min_replicas ({self.min_replicas}); raise max_replicas or lower min_replicas"
+            )
+        return self
+
+    @property
+    def autoscaled(self) -> bool:
+        return self.max_replicas > self.min_replicas
+
+
+class RayDeploySettings(_Section):
+    """`strata deploy ray`: engine pools and gateway replicas as Ray Serve deployments, sharing
+    PostgreSQL (store.dsn) and Redis (redis_url)."""
+
+    address: str | None = Field(
+        None,
+        description="The Ray cluster: 'auto' (the one this node belongs to), host:port of "
+        "its GCS, or ray://host:10001; empty: start Ray inside the command (one machine).",
+    )
+    namespace: str = Field("strata", min_length=1, description="The Ray namespace.")
+    http_host: str = Field("127.0.0.1", description="Where Ray Serve's HTTP proxy listens.")
+    http_port: int = Field(8000, ge=1, le=65535, description="The proxy's port: the public API.")
+    gateway_replicas: int = Field(2, ge=1, le=1000, description="Gateway replicas behind it.")
+    gateway_cpus: float = Field(1.0, gt=0, le=1024, description="CPUs Ray reserves per gateway.")
+    engines: list[EnginePoolSettings] = Field(
+        default_factory=lambda: [EnginePoolSettings()],
+        min_length=1,
+        description="Engine pools, one Ray Serve deployment each (e.g. one per tier).",
+    )
+    heartbeat_s: float = Field(
+        2.0,
+        gt=0,
+        le=60,
+        description="An engine replica re-announces itself this often; its registry entry "
+        "expires after 3 missed heartbeats.",
+    )
+    health_check_period_s: float = Field(
+        2.0, gt=0, le=600, description="How often Ray checks each replica (it replaces a dead one)."
+    )
+    drain_timeout_s: float = Field(
+        60.0,
+        ge=0,
+        le=3600,
+        description="A replica being stopped finishes its requests for at most this long.",
+    )
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> RayDeploySettings:
+        names = [pool.name for pool in self.engines]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"deploy.ray.engines: names must be unique; repeated: {repeated}")
+        return self
+
+
+class DeploySettings(_Section):
+    """Running the same configuration on a distributed system (`strata deploy ...`)."""
+
+    ray: RayDeploySettings = Field(default_factory=RayDeploySettings)
+
+
 class Settings(BaseSettings):
     """The root of the settings tree."""
 
@@ -915,6 +1200,7 @@ class Settings(BaseSettings):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     guard: GuardSettings = Field(default_factory=GuardSettings)
     request_logs: RequestLogSettings = Field(default_factory=RequestLogSettings)
+    deploy: DeploySettings = Field(default_factory=DeploySettings)
     redis_url: SecretStr | None = Field(
         None, description="STRATA_REDIS_URL: share limits among gateway replicas through Redis."
     )
@@ -948,6 +1234,16 @@ class Settings(BaseSettings):
             )
         for upstream in self.upstreams:
             _check_gpu_price(upstream, self.pricing)
+        return self
+
+    @model_validator(mode="after")
+    def _discovery_needs_redis(self) -> Settings:
+        discovered = [u.name for u in self.upstreams if u.discover is not None]
+        if discovered and self.redis_url is None:
+            raise ValueError(
+                f"upstreams {discovered} are discovered from the registry in Redis: set "
+                "redis_url (STRATA_REDIS_URL), e.g. redis://10.0.0.3:6379/0"
+            )
         return self
 
     @property

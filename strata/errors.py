@@ -8,6 +8,7 @@ any `StrataError` into `{"error": {"message", "type", "code", "param"}}` in one 
     ├── ConfigError             bad config file / env value / CLI option (not HTTP)
     ├── ModelLoadError          a model path, file or architecture that cannot be served
     ├── BenchTargetError        `strata bench`: the endpoint under test cannot be used (not HTTP)
+    ├── ClusterError            `strata deploy`: the cluster is unreachable or too small (not HTTP)
     ├── UpstreamError           502: an upstream failed (after retries and failover)
     └── RequestError            anything an HTTP caller sent or caused
         ├── InvalidRequestError     400
@@ -47,6 +48,11 @@ class ModelLoadError(StrataError):
 class BenchTargetError(StrataError):
     """The endpoint a benchmark points at cannot be used: unreachable, refuses the key, or serves
     no model; the message names the URL."""
+
+
+class ClusterError(StrataError):
+    """`strata deploy`: no cluster answers at the address, or it cannot run the deployment (too
+    few resources, a replica that fails to start); the message says which and what to do."""
 
 
 class RequestError(StrataError):

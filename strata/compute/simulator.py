@@ -38,7 +38,9 @@ from strata.engine.scheduler import Scheduler, SchedulerConfig
 from strata.errors import ConfigError, OverloadedError
 
 BLOCKED_RETRY_S = 0.005  # Engine._run's wait when a step schedules nothing
-UNIQUE_TOKEN_BASE = 1 << 40  # first token after the shared prefix: unique per request
+# First token after the shared prefix: unique per request, above any vocabulary, and inside
+# int32, which the block hash packs token ids as (`strata.engine.block_hash`).
+UNIQUE_TOKEN_BASE = 1 << 30
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,13 @@ reused, oldest first (LRU).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
+from strata.engine.block_hash import chain_hash
 from strata.engine.request import Request
+
+__all__ = ["Block", "BlockManager", "CacheListener", "chain_hash"]
 
 
 @dataclass(eq=False)
@@ -25,17 +28,28 @@ class Block:
     token_ids: tuple[int, ...] = ()  # set when hashed; guards against hash collisions
 
 
-def chain_hash(parent: int | None, token_ids: Sequence[int]) -> int:
-    return hash((parent, tuple(token_ids)))
+class CacheListener(Protocol):
+    """Told each hash that enters or leaves the prefix cache (`strata.engine.kv_events`)."""
+
+    def stored(self, block_hash: int) -> None: ...
+
+    def evicted(self, block_hash: int) -> None: ...
 
 
 class BlockManager:
     """Allocates and frees KV blocks; counts prefix-cache queries and hits (in tokens)."""
 
-    def __init__(self, num_blocks: int, block_size: int, enable_prefix_caching: bool = True):
+    def __init__(
+        self,
+        num_blocks: int,
+        block_size: int,
+        enable_prefix_caching: bool = True,
+        listener: CacheListener | None = None,
+    ):
         assert num_blocks > 0 and block_size > 0
         self.block_size = block_size
         self.enable_prefix_caching = enable_prefix_caching
+        self.listener = listener
         self.blocks = [Block(i) for i in range(num_blocks)]
         self._free: OrderedDict[int, None] = OrderedDict.fromkeys(range(num_blocks))
         self._cached: dict[int, int] = {}  # hash -> block id
@@ -124,6 +138,8 @@ class BlockManager:
             if block.hash is None and block_hash not in self._cached:
                 block.hash, block.token_ids = block_hash, tokens
                 self._cached[block_hash] = block.block_id
+                if self.listener is not None:
+                    self.listener.stored(block_hash)
 
     # -- release --------------------------------------------------------------------------
 
@@ -144,6 +160,8 @@ class BlockManager:
         block = self.blocks[block_id]
         if block.hash is not None:  # evict a cached block: its contents are about to change
             del self._cached[block.hash]
+            if self.listener is not None:
+                self.listener.evicted(block.hash)
             block.hash, block.token_ids = None, ()
         return block_id
 

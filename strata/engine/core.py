@@ -18,12 +18,14 @@ import torch
 from strata.engine.accounting import ReplicaAccountant
 from strata.engine.batch_policy import BatchPolicy, FixedBatchPolicy, QueueState
 from strata.engine.block_manager import BlockManager
+from strata.engine.kv_events import KvEventLog
 from strata.engine.model_config import ModelConfig
 from strata.engine.model_runner import ModelRunner
 from strata.engine.outputs import EngineStats, FinishReason
 from strata.engine.request import Request
 from strata.engine.scheduler import ScheduledChunk, Scheduler, SchedulerConfig, SchedulerOutput
 from strata.errors import ConfigError, InvalidRequestError, OverloadedError
+from strata.fairness import MAX_WEIGHT
 
 # Told every step's schedule and wall seconds, on the engine thread (the step profiler listens).
 StepObserver = Callable[[SchedulerOutput, float], None]
@@ -57,8 +59,10 @@ class EngineCore:
         self.batch_policy = batch_policy or FixedBatchPolicy(
             config.max_num_seqs, config.max_num_batched_tokens, config.batch_window_s
         )
+        # What the prefix cache holds, for prefix-aware routers (`kv_events`, `kv_routes`).
+        self.kv_events = KvEventLog(config.block_size, capacity=max(4096, 4 * config.num_blocks))
         self.block_manager = BlockManager(
-            config.num_blocks, config.block_size, config.enable_prefix_caching
+            config.num_blocks, config.block_size, config.enable_prefix_caching, self.kv_events
         )
         self.scheduler = Scheduler(
             SchedulerConfig(config.max_waiting, config.max_model_len, config.policy),
@@ -151,6 +155,10 @@ class EngineCore:
     def check(self, request: Request) -> None:
         """Reject requests that can never run here, naming the field to change."""
         n_prompt, limit = request.num_prompt_tokens, self.config.max_model_len
+        if not 0 < request.weight <= MAX_WEIGHT:
+            raise InvalidRequestError(
+                f"weight must be in (0, {MAX_WEIGHT:g}]; got {request.weight}.", param="weight"
+            )
         if n_prompt == 0:
             raise InvalidRequestError("the prompt is empty.", param="prompt")
         vocab = self.runner.config.vocab_size
@@ -179,6 +187,7 @@ class EngineCore:
             return EngineStats(
                 num_running=len(self.scheduler.running),
                 num_waiting=len(self.scheduler.waiting),
+                num_waiting_keys=len({r.fairness_key for r in self.scheduler.waiting}),
                 kv_blocks_total=bm.num_blocks,
                 kv_blocks_used=bm.num_used_blocks,
                 prefix_queries=bm.prefix_queries,

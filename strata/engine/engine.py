@@ -235,7 +235,8 @@ class Engine:
     def _gather_batch(self) -> None:
         """When idle, wait up to the batching window for more requests to arrive."""
         scheduler = self.core.scheduler
-        head = scheduler.waiting.peek()
+        with self.core.lock:  # a queue policy may update its accounting when peeked
+            head = scheduler.waiting.peek()
         policy = self.core.batch_policy
         window = policy.batch_window_s
         if window <= 0 or scheduler.running or head is None:

@@ -69,6 +69,7 @@ class EngineStats:
     replica_s: float = 0.0  # seconds since the replica started (= busy_s + idle_s)
     busy_s: float = 0.0  # of those, seconds with a request running
     idle_s: float = 0.0  # of those, seconds with none
+    num_waiting_keys: int = 0  # distinct fairness keys among the waiting requests
 
     @property
     def kv_usage(self) -> float:

@@ -1,15 +1,17 @@
 """Waiting-queue policies: the order in which waiting requests are admitted.
 
 A policy is a small object behind one interface; the scheduler never branches on its name.
+`fcfs` and `priority` live here; `fair` (per fairness key, by tokens) in `fair_queue`.
 """
 
 from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from strata.engine.fair_queue import FairTokenQueue
 from strata.engine.request import Request
 
 
@@ -86,9 +88,10 @@ class PriorityQueue:
 
 
 def make_waiting_queue(policy: str) -> WaitingQueue:
-    policies: dict[str, type[FcfsQueue] | type[PriorityQueue]] = {
+    policies: dict[str, Callable[[], WaitingQueue]] = {
         "fcfs": FcfsQueue,
         "priority": PriorityQueue,
+        "fair": FairTokenQueue,
     }
     if policy not in policies:
         raise ValueError(f"unknown scheduling policy {policy!r}; use one of {sorted(policies)}")

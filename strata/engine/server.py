@@ -1,10 +1,10 @@
 """The engine alone behind an OpenAI-compatible HTTP API (`strata engine serve`).
 
 Routes: `POST /v1/chat/completions`, `POST /v1/completions` (both streaming or not),
-`GET /v1/models`, `GET /metrics` — all behind `Authorization: Bearer <token>` — and
-`GET /healthz` without auth. A client that disconnects aborts its request in the engine.
-This module knows HTTP, tokens-in/tokens-out and metrics; it knows nothing of tenants or keys
-(the gateway puts those in front of it).
+`GET /v1/models`, `GET /metrics`, `POST /v1/kv/events` (for prefix-aware routers) — all
+behind `Authorization: Bearer <token>` — and `GET /healthz` without auth. A client that
+disconnects aborts its request in the engine. This module knows HTTP, tokens-in/tokens-out and
+metrics; it knows nothing of tenants or keys (the gateway puts those in front of it).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from strata.engine.engine import Engine
 from strata.engine.formatting import ChatFormat, ResponseFormat, TextFormat
+from strata.engine.kv_routes import kv_events_router
 from strata.engine.outputs import Delta
+from strata.engine.prompt import chat_prompt_ids, text_prompt_ids
 from strata.engine.protocol import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -37,6 +39,7 @@ from strata.errors import (
     NotFoundError,
     StrataError,
 )
+from strata.fairness import tag_from_headers
 from strata.http_auth import BearerTokenMiddleware, check_bearer
 from strata.http_disconnect import unless_disconnected
 from strata.http_errors import (
@@ -51,7 +54,6 @@ from strata.telemetry.engine_metrics import CONTENT_TYPE, EngineMetrics, NullRec
 
 if TYPE_CHECKING:
     from strata.config import Settings
-    from strata.engine.tokenizer import Tokenizer
     from strata.telemetry.otel import EngineTelemetry
 
 logger = logging.getLogger(__name__)
@@ -91,7 +93,9 @@ def build_engine_app(
     app.add_api_route("/healthz", _health_route(engine), methods=["GET"])
     metrics = metrics or EngineMetrics(engine.stats)
     routes = _OpenAIRoutes(engine, metrics, telemetry, recording=instrumentation)
-    app.include_router(routes.router(), dependencies=[Depends(bearer_auth(token))])
+    auth = [Depends(bearer_auth(token))]
+    app.include_router(routes.router(), dependencies=auth)
+    app.include_router(kv_events_router(engine.core.kv_events), dependencies=auth)
     return app
 
 
@@ -208,11 +212,14 @@ class _OpenAIRoutes:
             room=self.engine.max_model_len - len(prompt_ids),
             defaults=self.engine.sampling_defaults,
         )
+        # Whose fair share this draws on: the gateway's header, else the OpenAI `user` field.
+        fair = tag_from_headers(call.request.headers, fallback_key=body.user)
         deltas = self.engine.generate(
             prompt_ids,
             params,
             request_id=call.fmt.request_id,
-            fairness_key=body.user,
+            fairness_key=fair.key,
+            weight=fair.weight,
             priority=body.priority,
         )
         if body.stream:
@@ -231,18 +238,6 @@ class _Call:
     fmt: ResponseFormat
     recorder: Recorder
     prompt_param: str  # the field holding the prompt: "messages" or "prompt"
-
-
-def chat_prompt_ids(tokenizer: Tokenizer, messages: list[dict[str, str]]) -> list[int]:
-    """Render the chat template; the template already holds the special tokens."""
-    text = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
-    return tokenizer.encode(text, add_special_tokens=False)
-
-
-def text_prompt_ids(tokenizer: Tokenizer, prompt: str | list[int]) -> list[int]:
-    if isinstance(prompt, list):
-        return prompt
-    return tokenizer.encode(prompt, add_special_tokens=True)
 
 
 async def _stream(call: _Call, deltas: AsyncIterator[Delta], include_usage: bool) -> Response:

@@ -26,6 +26,7 @@ from strata.gateway.principal import Limits, Principal, Role
 from strata.gateway.replica_time import ReplicaUsage, replica_time_report
 from strata.gateway.upstream import UpstreamHealth
 from strata.pipeline.quarantine import MAX_LIST, quarantined, release
+from strata.pipeline.status import source_report
 from strata.pipeline.tenants import delete_tenant, exclusions, include_tenant
 
 if TYPE_CHECKING:
@@ -230,6 +231,20 @@ def admin_router(runtime: GatewayRuntime) -> APIRouter:
         lifted = await _in_store(runtime, lambda conn: include_tenant(conn, tenant, names))
         await runtime.keys.audit(who.key_id, "pipeline.include_tenant", tenant, {"sources": names})
         return {"tenant": tenant, "lifted": lifted}
+
+    @router.get("/pipeline/status")
+    async def pipeline_status(who: Admin, source: SourcesQuery = None) -> dict[str, Any]:
+        """Per source (each `source` given, or all), what `strata pipeline status` shows: the
+        worker that owns it and since when, slot or consumer lag, last commit applied,
+        freshness percentiles, dead letters, documents and chunks."""
+        names = _pipeline_sources(runtime, source)
+        settings = runtime.settings.pipeline
+        wanted = [s for s in settings.sources if names is None or s.name in names]
+        reports = await _in_store(
+            runtime,
+            lambda conn: [source_report(conn, s, settings.freshness_samples) for s in wanted],
+        )
+        return {"data": [_plain(r) for r in reports]}
 
     @router.get("/pipeline/quarantine")
     async def list_quarantine(

@@ -28,6 +28,7 @@ from strata.errors import (
     RequestError,
     StrataError,
 )
+from strata.fairness import FairnessTag
 from strata.gateway import relay
 from strata.gateway.answer_guard import AnswerGuard
 from strata.gateway.auth import Authenticator
@@ -188,6 +189,11 @@ class Gateway:
     def _max_tokens(self, body: GenerationBody) -> int:
         return body.max_tokens or self._default_max_tokens
 
+    def _fair_share(self, principal: Principal) -> FairnessTag:
+        """Whose share of busy upstreams a call draws on: its tenant's (`routing.fairness`)."""
+        weight = self.parts.settings.routing.fairness.weight_of(principal.tenant)
+        return FairnessTag(principal.tenant, weight)
+
     async def _dispatch(
         self, request: Request, body: GenerationBody, call: Call, finish: Finisher
     ) -> Response:
@@ -199,6 +205,8 @@ class Gateway:
             deadline=asyncio.get_running_loop().time() + self._gateway.request_timeout_s,
             require_dpa=call.principal.require_dpa,
             trace_headers=() if call.trace is None else call.trace.upstream_headers(call.model),
+            fairness=self._fair_share(call.principal),
+            reserved_tokens=call.prompt_estimate + call.max_tokens,
         )
         try:
             reply = await unless_disconnected(

@@ -2,9 +2,10 @@
 
 Start: the store (embedded PostgreSQL or a DSN, migrations) → keys (and the first admin key,
 printed once) → the usage ledger → the limiter, seeded from the ledger's day and month →
-the built-in engine (when `gateway.engine`) → the router with its health checks → the alert
-rules → the request logs → the pipeline → the dashboard's sampler. Stop runs the same list
-backwards, so the ledger's last rows are written before the store goes away.
+the built-in engine (when `gateway.engine`) → the router with its health checks (and the
+replicas of `discover` upstreams, read from the registry) → the alert rules → the request
+logs → the pipeline → the dashboard's sampler. Stop runs the same list backwards, so the
+ledger's last rows are written before the store goes away.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from strata.gateway.request_logs.entry import LogRedactor
 from strata.gateway.request_logs.service import RequestLogs
 from strata.gateway.retrieval import RetrievalRoutes, lazy_embedder, search_for
 from strata.gateway.upstream import EngineBinding, Router
+from strata.gateway.upstream.discovery import Discovery
 from strata.guard import Canary, Guard
 from strata.pipeline import METRICS as PIPELINE_METRICS
 from strata.pipeline.service import PipelineService
@@ -50,6 +52,7 @@ from strata.telemetry.gateway_metrics import GatewayMetrics
 from strata.telemetry.otel import EngineTelemetry, GatewayTelemetry, Otel
 from strata.telemetry.pricing import PriceTable
 from strata.telemetry.replica_cost import ReplicaCostCollector, ReplicaSource
+from strata.telemetry.routing_metrics import PrefixRoutingCollector
 from strata.telemetry.sampler import Sampler
 
 logger = logging.getLogger(__name__)
@@ -142,7 +145,12 @@ class GatewayRuntime:
             self.gateway_metrics = GatewayMetrics(
                 self.settings.telemetry.tenant_labels, self.router.health_snapshot
             )
+            prefix_routing = PrefixRoutingCollector(self.router.prefix.snapshot)
+            self.gateway_metrics.registry.register(prefix_routing)
+            self.router.admission.observers.append(self.gateway_metrics.fair_wait)
             guard = self._guard_step()
+            if guard is not None:  # the first gated request must not pay for loading MiniLM
+                await asyncio.to_thread(guard.warm_up)
             alerts = self._start_alerts()
             logs = await self._start_request_logs()
             prices = self._start_replica_time()
@@ -234,6 +242,10 @@ class GatewayRuntime:
         if (builtin := self.engine) is not None:
             binding = EngineBinding(builtin.app, builtin.token, builtin.engine.model_name)
         self.router = Router.from_settings(self.settings, engine=binding)
+        discovery = Discovery.from_settings(self.router, self.settings)
+        if discovery is not None:  # replicas announced in the registry (strata deploy ray)
+            await discovery.start()
+            self._stack.push_async_callback(discovery.aclose)
         check_dpa_coverage(
             await self.keys.list_tenants(),
             await self.keys.list_keys(),

@@ -36,6 +36,8 @@ class EngineStatsLike(Protocol):
     @property
     def num_waiting(self) -> int: ...
     @property
+    def num_waiting_keys(self) -> int: ...
+    @property
     def last_batch_size(self) -> int: ...
     @property
     def prefix_queries(self) -> int: ...
@@ -238,6 +240,11 @@ class EngineStatsCollector:
         stats = self._stats()
         yield _gauge("num_requests_running", "Requests in the running batch.", stats.num_running)
         yield _gauge("num_requests_waiting", "Requests waiting to be scheduled.", stats.num_waiting)
+        yield _gauge(
+            "num_waiting_fairness_keys",
+            "Distinct fairness keys among the waiting requests.",
+            stats.num_waiting_keys,
+        )
         yield _gauge("kv_cache_usage_perc", "KV-cache blocks in use (0 to 1).", stats.kv_usage)
         yield _gauge("batch_size", "Requests in the most recent step.", stats.last_batch_size)
         yield _counter("prefix_cache_queries", "Prompt tokens looked up.", stats.prefix_queries)

@@ -71,6 +71,11 @@ class GatewayMetrics:
         self._ttft = Histogram(PREFIX + "gateway_time_to_first_token_seconds",
                                "Time from arrival to the first streamed text.",
                                buckets=LATENCY_BUCKETS_S, registry=self.registry)  # fmt: skip
+        self._fair_wait = Histogram(PREFIX + "gateway_fair_queue_wait_seconds",
+                                    "Time requests waited for their fair turn while every "
+                                    "upstream of their model was saturated, per tenant.",
+                                    ["tenant"], buckets=LATENCY_BUCKETS_S,
+                                    registry=self.registry)  # fmt: skip
         self.registry.register(_UpstreamCollector(upstreams))
 
     def tenant_label(self, tenant: str) -> str:
@@ -95,6 +100,10 @@ class GatewayMetrics:
 
     def rejected(self, code: str) -> None:
         self._rejections.labels(code).inc()
+
+    def fair_wait(self, tenant: str, seconds: float) -> None:
+        """One request waited `seconds` in the router's fair queue (let through or not)."""
+        self._fair_wait.labels(self.tenant_label(tenant)).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

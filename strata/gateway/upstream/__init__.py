@@ -6,8 +6,10 @@ The gateway builds one `Router` (`Router.from_settings(settings, engine=EngineBi
 `health_snapshot()` serve `/v1/models`, access checks and `/readyz`.
 
 Modules, outside in: `router` (dispatch, attempts) with its policies (`eligibility`, `policy`,
-`breaker`, `health`, `streaming`); `upstreams` (one interface, two kinds); the transports
-`http_client` and `asgi`, which share `response`; `sse` for event streams.
+`breaker`, `health`, `streaming`); `prefix_routing`, prefix-aware routing among strata engines
+(`affinity` the policy, `kv_index` and `kv_feed` what each engine caches, `prompt_blocks` a
+prompt's block hashes); `upstreams` (one interface, two kinds); the transports `http_client`
+and `asgi`, which share `response`; `sse` for event streams.
 """
 
 from strata.gateway.upstream.member import UpstreamHealth

@@ -1,6 +1,7 @@
 """Periodic health checks: one task per upstream probes it every `interval_s` and marks it
 healthy or not (`Member.healthy`), logging each change. Probes run under a deadline of one
-interval, so a hung upstream is marked down rather than blocking its checker."""
+interval, so a hung upstream is marked down rather than blocking its checker. `follow` changes
+the upstreams checked while running (dynamic membership, `discovery`)."""
 
 from __future__ import annotations
 
@@ -18,17 +19,33 @@ class HealthMonitor:
     def __init__(self, members: Sequence[Member], interval_s: float) -> None:
         self.members = members
         self.interval_s = interval_s
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: dict[Member, asyncio.Task[None]] = {}
+        self._started = False
 
     def start(self) -> None:
         """Start checking; the first check of each upstream runs at once."""
-        self._tasks = [asyncio.create_task(self._watch(member)) for member in self.members]
+        self._started = True
+        self.follow(self.members)
+
+    def follow(self, members: Sequence[Member]) -> None:
+        """Check `members` from now on: once started, a new one at once, and one no longer
+        listed no more."""
+        self.members = members
+        if not self._started:
+            return
+        for member in [m for m in self._tasks if m not in members]:
+            self._tasks.pop(member).cancel()
+        for member in members:
+            if member not in self._tasks:
+                self._tasks[member] = asyncio.create_task(self._watch(member))
 
     async def aclose(self) -> None:
-        for task in self._tasks:
+        tasks = list(self._tasks.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks = {}
+        self._started = False
 
     async def check(self, member: Member) -> None:
         """Probe `member` once and record the outcome."""

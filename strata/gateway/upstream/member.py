@@ -6,6 +6,7 @@ An upstream takes requests while it is healthy and its breaker lets them through
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from strata.config import Tier, UpstreamKind
@@ -40,6 +41,8 @@ class Member:
         self.last_error: str | None = None
         self.in_flight = 0  # replies handed out and not yet closed
         self.draining = False  # told it will go away: no new requests
+        self.on_started: list[Callable[[], None]] = []  # told each time a request starts
+        self.on_finished: list[Callable[[], None]] = []  # told each time a slot frees
 
     @property
     def name(self) -> str:
@@ -53,9 +56,18 @@ class Member:
     def available(self) -> bool:
         return self.healthy and not self.draining and self.breaker.allows()
 
+    def started(self) -> None:
+        """One request to this upstream began (a router attempt); it is in flight until
+        `finished`."""
+        self.in_flight += 1
+        for listener in self.on_started:
+            listener()
+
     def finished(self) -> None:
-        """One reply handed out earlier was closed."""
+        """One request in flight ended (its reply was closed, or no reply came)."""
         self.in_flight -= 1
+        for listener in self.on_finished:
+            listener()
 
     @property
     def saturated(self) -> bool:

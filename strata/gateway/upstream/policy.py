@@ -1,23 +1,27 @@
 """Small routing policies: in which order a group's upstreams are tried, and what is retried.
 
 `TierOrder` is the ordering: reserved first, bursting to spot and then on-demand as upstreams
-saturate, config order breaking ties. Another ordering is another `OrderPolicy`, not a flag.
+saturate, config order breaking ties. Another ordering is another `OrderPolicy`, not a flag:
+`RoundRobin` (a baseline for benchmarks), and `PrefixAffinity` (`affinity`), which wraps
+another policy and moves the strata engine caching the prompt's prefix to the front.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from strata.config import RoutingSettings, Tier
 from strata.errors import ConfigError
 from strata.gateway.upstream.member import Member
+from strata.gateway.upstream.upstreams import UpstreamCall
 
 
 class OrderPolicy(Protocol):
-    def order(self, members: Sequence[Member]) -> Sequence[Member]:
-        """`members` (in config order, all eligible) in the order to try them. Pure."""
+    async def order(self, members: Sequence[Member], call: UpstreamCall) -> Sequence[Member]:
+        """`members` (in config order, all eligible) in the order to try them for `call`.
+        Changes no member."""
         ...
 
 
@@ -31,8 +35,25 @@ class TierOrder:
     `max_in_flight` moves behind every unsaturated one, and within a rank the least busy goes
     first. Config order breaks ties (the sort is stable)."""
 
-    def order(self, members: Sequence[Member]) -> Sequence[Member]:
+    async def order(self, members: Sequence[Member], call: UpstreamCall) -> Sequence[Member]:
         return sorted(members, key=lambda m: (m.saturated, TIER_RANK[m.tier], m.in_flight))
+
+
+@dataclass
+class RoundRobin:
+    """Each group's members in turn, whatever their tier or load: the baseline prefix-aware
+    routing is measured against (`strata bench routing`)."""
+
+    _turns: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    async def order(self, members: Sequence[Member], call: UpstreamCall) -> Sequence[Member]:
+        if not members:
+            return members
+        group = tuple(m.name for m in members)
+        turn = self._turns.get(group, 0)
+        self._turns[group] = turn + 1
+        start = turn % len(members)
+        return [*members[start:], *members[:start]]
 
 
 def check_spot_fallback(groups: Mapping[str, Sequence[Member]]) -> None:

@@ -1,7 +1,8 @@
 """The router: model name → group of upstreams → one reply, with retries and failover.
 
     dispatch(model, call):
-      resolve alias → group (404) → DPA filter (403) → supports filter (400) → order policy
+      resolve alias → group (404) → DPA filter (403) → supports filter (400)
+      → fair admission (waits its tenant's turn while every upstream is saturated) → order policy
       → attempts: each untried available upstream in order, then tried ones again after an
         exponential backoff; at most 1 + routing.retries attempts, all before the deadline
 
@@ -25,12 +26,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 
 from strata.config import RoutingSettings, Settings, UpstreamSettings
 from strata.errors import ConfigError, NotFoundError, OverloadedError, UpstreamError
 from strata.gateway.upstream import eligibility
+from strata.gateway.upstream.admission import FairAdmission
 from strata.gateway.upstream.breaker import CircuitBreaker
 from strata.gateway.upstream.errors import AttemptFailed, DeadlineExceeded, TransportError
 from strata.gateway.upstream.health import HealthMonitor
@@ -41,6 +43,7 @@ from strata.gateway.upstream.policy import (
     TierOrder,
     check_spot_fallback,
 )
+from strata.gateway.upstream.prefix_routing import PrefixRouting
 from strata.gateway.upstream.streaming import RoutedEvents, hold_until_content
 from strata.gateway.upstream.upstreams import (
     EngineBinding,
@@ -64,29 +67,42 @@ class Router:
         *,
         order: OrderPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
+        declared: Iterable[str] = (),
+        prefix: PrefixRouting | None = None,
     ) -> None:
+        """`declared`: models served by upstreams that come later (`set_upstreams`);
+        `prefix`: prefix-aware routing among strata engines, around `order`."""
         _check_unique_names(upstreams)
         breaker = partial(CircuitBreaker, routing.breaker_failures, routing.breaker_reset_s, clock)
+        self._breaker = breaker
         self.members = tuple(Member(up, breaker()) for up in upstreams)
-        self.groups = _groups(self.members)
+        self.groups = {**{model: () for model in declared}, **_groups(self.members)}
         self.aliases = _checked_aliases(routing.aliases, self.groups)
         check_spot_fallback(self.groups)
-        self.order = order or TierOrder()
+        self.prefix = prefix or PrefixRouting(routing, {})
+        self.order = self.prefix.around(order or TierOrder())
         self.retry = RetryPolicy.from_settings(routing)
         self.health = HealthMonitor(self.members, routing.health_interval_s)
+        self.admission = FairAdmission(routing.fairness, self.groups)
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: EngineBinding | None = None) -> Router:
-        """Upstreams from `upstream_settings(settings)`; `engine` binds kind "engine"."""
-        upstreams = [build_upstream(s, engine) for s in upstream_settings(settings, engine)]
-        return cls(upstreams, settings.routing)
+        """Upstreams from `upstream_settings(settings)`; `engine` binds kind "engine". Those
+        with `discover` only declare their models: a `Discovery` adds their replicas."""
+        listed = upstream_settings(settings, engine)
+        upstreams = [build_upstream(s, engine) for s in listed if s.discover is None]
+        declared = [model for s in listed if s.discover is not None for model in s.models]
+        prefix = PrefixRouting.from_settings(settings)
+        return cls(upstreams, settings.routing, declared=declared, prefix=prefix)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.health.start()
+        self.prefix.start(lambda: self.members)
 
     async def aclose(self) -> None:
+        await self.prefix.aclose()
         await self.health.aclose()
         for member in self.members:
             await member.upstream.aclose()
@@ -122,6 +138,19 @@ class Router:
         logger.warning("upstream %s %s", name, "draining" if draining else "back in rotation")
         return member.snapshot()
 
+    def set_upstreams(self, upstreams: Sequence[Upstream]) -> list[Member]:
+        """Dynamic membership (`discovery`): route to `upstreams` from now on. A member whose
+        upstream object stays keeps its breaker, health and in-flight count; a new one is
+        health-checked at once. A model no upstream serves any more keeps its (empty) group:
+        503, not 404. Returns the members that left; the caller closes their upstreams."""
+        _check_unique_names(upstreams)
+        old = {id(m.upstream): m for m in self.members}
+        self.members = tuple(old.get(id(u)) or Member(u, self._breaker()) for u in upstreams)
+        self.groups = {**{model: () for model in self.groups}, **_groups(self.members)}
+        self.health.follow(self.members)
+        _follow_groups(self.admission, self.groups)
+        return [m for m in old.values() if m not in self.members]
+
     def models_with_dpa(self) -> set[str]:
         """Served models that at least one upstream with a data-processing agreement serves."""
         return {name for name, group in self.groups.items() if any(m.upstream.dpa for m in group)}
@@ -135,7 +164,13 @@ class Router:
         """The reply of the first upstream that answers `call` (see the module docstring for
         what is retried and what is raised). Cancelling it closes the upstream exchange."""
         members = self._eligible(model, call)
-        attempts = _Attempts(self.order.order(members), self.retry)
+        async with self.admission.turn(self.resolve(model), call):  # waits if all are saturated
+            return await self._first_answer(model, call, members)
+
+    async def _first_answer(
+        self, model: str, call: UpstreamCall, members: Sequence[Member]
+    ) -> UpstreamReply:
+        attempts = _Attempts(await self.order.order(members, call), self.retry)
         failures: list[AttemptFailed] = []
         loop = asyncio.get_running_loop()
         while (step := attempts.next()) is not None:
@@ -179,11 +214,11 @@ class Router:
     async def _send(self, member: Member, call: UpstreamCall) -> UpstreamReply:
         loop = asyncio.get_running_loop()
         deadline = min(call.deadline, loop.time() + member.upstream.settings.timeout_s)
-        member.in_flight += 1
+        member.started()
         try:
             reply = await member.upstream.send(call, deadline)
         except BaseException as exc:
-            member.in_flight -= 1
+            member.finished()
             if isinstance(exc, DeadlineExceeded):
                 raise AttemptFailed(member.name, str(exc), kind="timeout") from exc
             if isinstance(exc, TransportError):
@@ -260,7 +295,7 @@ def _exhausted(
     model: str, members: Sequence[Member], failures: Sequence[AttemptFailed]
 ) -> OverloadedError | UpstreamError:
     if not failures:
-        names = ", ".join(m.name for m in members)
+        names = ", ".join(m.name for m in members) or "none registered"
         return OverloadedError(
             f"No upstream serving the model '{model}' is available now ({names}: down or "
             "cooling off after failures); retry later.",
@@ -282,6 +317,11 @@ def _exhausted(
     return UpstreamError(
         f"The upstreams for the model '{model}' failed ({tried}).", code="upstream_failed"
     )
+
+
+def _follow_groups(admission: FairAdmission, groups: Mapping[str, Sequence[Member]]) -> None:
+    """Point each model's waiting room at its members now (`FairAdmission.follow`)."""
+    admission.follow(groups)
 
 
 def _retry_after(members: Sequence[Member]) -> float:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp
 
 from strata.config import Tier, UpstreamSettings
 from strata.errors import ConfigError
+from strata.fairness import FairnessTag
 from strata.gateway.upstream.asgi import AsgiClient
 from strata.gateway.upstream.errors import ConnectionClosed
 from strata.gateway.upstream.http_client import HttpClient, header_line
@@ -44,6 +45,14 @@ class UpstreamCall:
     deadline: float  # loop.time() by which the whole call, stream included, must end
     require_dpa: bool = False  # only upstreams with a data-processing agreement may take it
     trace_headers: tuple[tuple[str, str], ...] = ()  # W3C trace context, when traced
+    fairness: FairnessTag | None = None  # whose fair share it draws on (the tenant's)
+    reserved_tokens: int = 0  # prompt estimate + max_tokens: what fair admission charges
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """Headers each attempt adds: trace context, and the fairness key hashed (opaque)."""
+        fair = () if self.fairness is None else self.fairness.wire_headers()
+        return (*self.trace_headers, *fair)
 
     @cached_property
     def payload(self) -> bytes:
@@ -213,7 +222,7 @@ class HttpUpstream(Upstream):
 
     async def _post(self, call: UpstreamCall, deadline: float) -> Response:
         extra = header_line("x-request-id", call.request_id)
-        for name, value in call.trace_headers:
+        for name, value in call.headers:
             extra += header_line(name, value)
         return await self.client.request(
             "POST", call.path, body=call.payload, headers=extra, deadline=deadline
@@ -250,8 +259,8 @@ class EngineUpstream(Upstream):
 
     async def _post(self, call: UpstreamCall, deadline: float) -> Response:
         extra: tuple[tuple[bytes, bytes], ...] = ((b"x-request-id", call.request_id.encode()),)
-        if call.trace_headers:
-            extra += tuple((name.encode(), value.encode()) for name, value in call.trace_headers)
+        if call.headers:
+            extra += tuple((name.encode(), value.encode()) for name, value in call.headers)
         return await self.client.request(
             "POST", "/v1" + call.path, body=call.payload, headers=extra, deadline=deadline
         )

@@ -211,7 +211,7 @@ async def test_the_engine_deadline_aborts_the_request(
     await wait_idle(engine)
     before = engine.stats().generation_tokens
     with pytest.raises(DeadlineExceeded):  # at the head or mid-body: a loaded machine decides
-        await drain(await upstream.send(completion(MODEL, 240), soon(0.3)))
+        await drain(await upstream.send(completion(MODEL, 240), soon(0.05)))
     await wait_idle(engine)
     assert engine.stats().generation_tokens - before < 240
     await upstream.aclose()
