@@ -14,11 +14,19 @@ engine's cost, not the key's, and are not charged again.
 Requests without a key share `strata.fairness.DEFAULT_KEY`; with one key the order is exactly
 FCFS, so this policy costs a single-tenant engine nothing. A preempted request goes back to the
 front of its key. Like every queue policy it is driven under the engine lock.
+
+Ordering the queue is not enough when the batch is full of one key's long answers: a light key's
+request would still wait for one of them to finish (a whole answer's time). So, with the batch
+full, the batch's slots are shared by weight among the keys that want them (running or at the
+head of the queue): when the head's key holds fewer slots than its share, the newest request of
+the key furthest over its share gives up its slot (`displaced_by_head`). It is preempted and
+recomputed later, cheaply, since its full KV blocks stay in the prefix cache. Keys at their share
+never displace each other, so slots do not change hands back and forth.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from strata.engine.request import Request
 from strata.fairness import DEFAULT_KEY, FairQueue
@@ -54,6 +62,31 @@ class FairTokenQueue:
 
     def remove(self, request: Request) -> None:
         self._queue.remove(key_of(request), request)
+
+    def displaced_by_head(self, running: Sequence[Request]) -> Request | None:
+        """With the batch (`running`) full: the newest request of the key furthest over its
+        weighted share of the slots, when the waiting head's key holds less than its share;
+        else None. Shares are among the running keys and the head's."""
+        head = self.peek()
+        if head is None:
+            return None
+        held: dict[str, int] = {}
+        weights: dict[str, float] = {key_of(head): head.weight}
+        for request in running:
+            key = key_of(request)
+            held[key] = held.get(key, 0) + 1
+            weights[key] = max(weights.get(key, 0.0), request.weight)
+        total = sum(weights.values())
+
+        def excess(key: str) -> float:  # slots held beyond the key's share of the batch
+            return held.get(key, 0) - len(running) * weights[key] / total
+
+        if excess(key_of(head)) > -1.0:  # one more slot would put the head's key over its share
+            return None
+        over = max(held, key=excess)
+        if excess(over) <= 0:
+            return None
+        return max((r for r in running if key_of(r) == over), key=lambda r: r.arrival_time)
 
     @property
     def num_keys(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol
 
 from strata.engine.fair_queue import FairTokenQueue
@@ -24,11 +24,23 @@ class WaitingQueue(Protocol):
     def peek(self) -> Request | None: ...
     def pop(self) -> Request: ...
     def remove(self, request: Request) -> None: ...
+    def displaced_by_head(self, running: Sequence[Request]) -> Request | None:
+        """With the batch full: the running request that should give its slot to the waiting
+        head now (preempted and recomputed later), or None to let the head wait."""
+        ...
+
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[Request]: ...
 
 
-class FcfsQueue:
+class _WaitsForSlots:
+    """A policy whose waiting head never displaces a running request."""
+
+    def displaced_by_head(self, running: Sequence[Request]) -> Request | None:
+        return None
+
+
+class FcfsQueue(_WaitsForSlots):
     """First come, first served; preempted requests go back to the front."""
 
     def __init__(self) -> None:
@@ -56,7 +68,7 @@ class FcfsQueue:
         return iter(self._items)
 
 
-class PriorityQueue:
+class PriorityQueue(_WaitsForSlots):
     """Lower `priority` first, then earlier arrival; stable for equal keys."""
 
     def __init__(self) -> None:

@@ -89,6 +89,7 @@ class Scheduler:
     def schedule(self) -> SchedulerOutput:
         budget = self.batch_policy.token_budget
         chunks: list[ScheduledChunk] = []
+        yielded = self._yield_slot()
         preempted: list[Request] = []
         for request in list(self.running):
             if budget == 0 or request.status is not RequestStatus.RUNNING:
@@ -99,7 +100,18 @@ class Scheduler:
                 budget -= num_tokens
         if not preempted:
             chunks += self._admit(budget)
-        return SchedulerOutput(tuple(chunks), tuple(preempted))
+        return SchedulerOutput(tuple(chunks), tuple(yielded + preempted))
+
+    def _yield_slot(self) -> list[Request]:
+        """With the batch full, let the queue policy give the waiting head a running request's
+        slot (fair queueing: a starved key takes one from the most-served key)."""
+        if len(self.running) < self.batch_policy.max_num_seqs:
+            return []
+        victim = self.waiting.displaced_by_head(self.running)
+        if victim is None:
+            return []
+        self._preempt(victim)
+        return [victim]
 
     def _make_room(self, request: Request, num_tokens: int, preempted: list[Request]) -> bool:
         """Preempt the newest running requests until `request` fits; False if it was itself."""

@@ -269,3 +269,33 @@ async def _first_token_at(client: openai.AsyncOpenAI, tenant: str, i: int) -> fl
         if first == math.inf and chunk.choices and chunk.choices[0].delta.content:
             first = time.perf_counter()
     return first
+
+
+def test_a_key_without_its_share_of_a_full_batch_takes_a_slot_at_once() -> None:
+    s = _scheduler(max_num_seqs=2)
+    flood = [_request(f"a{i}", "A", n_prompt=200) for i in range(3)]
+    for request in flood:
+        s.add(request)
+    _step(s)  # two of A's long prompts fill the batch
+    assert [r.status for r in flood[:2]] == [RequestStatus.RUNNING] * 2
+    light = _request("b0", "B")
+    s.add(light)
+    out = s.schedule()  # B's share is one slot: it does not wait for one of A's answers
+    assert light.status is RequestStatus.RUNNING
+    assert flood[1] in out.preempted and flood[1].status is RequestStatus.WAITING  # the newest
+    assert flood[0].status is RequestStatus.RUNNING
+    out = s.schedule()  # both keys now hold their share: nobody is displaced again
+    assert out.preempted == ()
+    assert {r.fairness_key for r in s.running} == {"A", "B"}
+
+
+def test_weights_set_the_shares_of_the_slots() -> None:
+    s = _scheduler(max_num_seqs=3)
+    for i in range(3):
+        s.add(_request(f"a{i}", "A", n_prompt=60))
+    _step(s)
+    s.add(_request("b0", "B", weight=0.25))  # share 3 x 0.25 / 1.25 = 0.6 of a slot: waits
+    assert s.schedule().preempted == ()
+    s.add(_request("c0", "C", weight=2.0))  # behind B in the queue, which still waits
+    assert s.schedule().preempted == ()
+    assert all(r.fairness_key == "A" for r in s.running)
