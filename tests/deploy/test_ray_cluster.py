@@ -23,7 +23,6 @@ import signal
 import socket
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -32,10 +31,7 @@ from typing import TypeVar
 
 import httpx
 import openai
-import psycopg
 import pytest
-from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from strata.config import EnginePoolSettings, Settings
 from strata.deploy.plan import ENGINE_TOKEN_ENV, ClusterPlan
@@ -47,6 +43,7 @@ from strata.gateway.upstream.policy import RoundRobin
 from strata.gateway.upstream.registry import Registry, ReplicaRecord
 from strata.store.database import Database, EmbeddedServer
 from tests.support.netns import loopback_namespace, unavailable
+from tests.support.postgres import fresh_database
 from tests.support.redis_server import RedisServer, started_server
 
 pytest.importorskip("ray.serve", reason="Ray is not installed (pip install 'strata[ray]')")
@@ -121,14 +118,8 @@ def redis(namespace: None) -> Iterator[RedisServer]:
 @pytest.fixture(scope="module")
 def dsn(pg_server: EmbeddedServer) -> Iterator[str]:
     """A database of the session's PostgreSQL (a Unix socket: reachable from the namespace)."""
-    name = f"test_ray_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.conninfo, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield make_conninfo(pg_server.conninfo, dbname=name)
-    with psycopg.connect(pg_server.conninfo, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with fresh_database(pg_server, "test_ray") as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="module")

@@ -77,17 +77,26 @@ def _data_dir() -> Iterator[Path]:
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+@contextmanager
+def fresh_database(server: EmbeddedServer, prefix: str = "test") -> Iterator[str]:
+    """The DSN of a new, empty database of `server`, dropped (connections and all) on exit."""
+    name = f"{prefix}_{uuid.uuid4().hex[:16]}"
+    with psycopg.connect(server.conninfo, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield make_conninfo(server.conninfo, dbname=name)
+    finally:
+        with psycopg.connect(server.conninfo, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+
+
 @pytest.fixture
 def pg_dsn(pg_server: EmbeddedServer) -> Iterator[str]:
     """A DSN for a fresh, empty database of the session server, dropped after the test."""
-    name = f"test_{uuid.uuid4().hex[:16]}"
-    with psycopg.connect(pg_server.conninfo, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    yield make_conninfo(pg_server.conninfo, dbname=name)
-    with psycopg.connect(pg_server.conninfo, autocommit=True) as admin:
-        admin.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-        )
+    with fresh_database(pg_server) as dsn:
+        yield dsn
 
 
 @pytest.fixture
