@@ -193,6 +193,8 @@ def test_failed_rows_go_to_dead_letters_and_are_retried(
         letters = conn.execute("SELECT key, error FROM pipeline_dead_letters").fetchall()
     assert letters == [("2", "EmbeddingError: model rejected the text")]
     poisoned.sick = False
+    with psycopg.connect(store_dsn, autocommit=True) as conn:  # an idle moment may already have
+        conn.execute("UPDATE pipeline_dead_letters SET next_attempt_at = now()")  # retried it
     retried = pipeline.retry_dead_letters()
     assert retried.upserts == 1 and retried.failures == 0
     assert_index_matches(pipeline, primary_dsn, store_dsn)
