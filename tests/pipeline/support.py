@@ -6,15 +6,18 @@ import asyncio
 import hashlib
 import math
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from strata.config import PipelineSourceSettings
 from strata.pipeline.chunker import Chunker
 from strata.pipeline.embedder import Embedder
 from strata.pipeline.mapping import Mapper, key_text
+from strata.pipeline.primary import describe_table
 from strata.pipeline.retriever import Retriever
 from strata.pipeline.source import SourcePipeline
 
@@ -70,6 +73,28 @@ def assert_index_matches(
     """The index equals the source table, row by row."""
     expected = expected_view(primary_dsn, pipeline.mapper, pipeline.indexer.chunker, where)
     actual = index_view(store_dsn, pipeline.source.name)
+    assert sorted(actual) == sorted(expected)
+    for key, value in expected.items():
+        assert actual[key] == value, f"row {key}"
+
+
+def wait_index_equals_table(
+    primary_dsn: str,
+    store_dsn: str,
+    source: PipelineSourceSettings,
+    chunker: Chunker,
+    timeout_s: float = 30.0,
+) -> None:
+    """Poll until the index equals the primary's `public.tickets` as `source` maps it (a worker
+    in another process is applying changes), then assert it row by row."""
+    with psycopg.connect(primary_dsn) as conn:
+        mapper = Mapper(source, ("id",), describe_table(conn, "public.tickets").column_oids)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        expected, actual = expected_view(primary_dsn, mapper, chunker), index_view(store_dsn)
+        if expected == actual or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     assert sorted(actual) == sorted(expected)
     for key, value in expected.items():
         assert actual[key] == value, f"row {key}"

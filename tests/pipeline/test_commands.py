@@ -22,15 +22,13 @@ from typer.testing import CliRunner
 from strata.pipeline.chunker import Chunker
 from strata.pipeline.commands import pipeline_app
 from strata.pipeline.embedder import MINILM_NAME
-from strata.pipeline.mapping import Mapper
-from strata.pipeline.primary import describe_table
 from tests.pipeline.conftest import TICKETS_DDL, run_sql, source_settings
 from tests.pipeline.support import (
     HashEmbedder,
     chunk_models,
-    expected_view,
     index_view,
     search_keys,
+    wait_index_equals_table,
 )
 
 WORDS = [
@@ -119,23 +117,6 @@ def _wait_applied(store_dsn: str, timeout_s: float = 60.0) -> None:
     raise TimeoutError("the pipeline applied nothing")
 
 
-def _wait_equal(
-    primary_dsn: str, store_dsn: str, chunker: Chunker, timeout_s: float = 60.0
-) -> None:
-    source = source_settings(primary_dsn)
-    with psycopg.connect(primary_dsn) as conn:
-        mapper = Mapper(source, ("id",), describe_table(conn, "public.tickets").column_oids)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        expected, actual = expected_view(primary_dsn, mapper, chunker), index_view(store_dsn)
-        if expected == actual or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert sorted(actual) == sorted(expected)
-    for key, value in expected.items():
-        assert actual[key] == value, f"row {key}"
-
-
 @pytest.mark.slow
 def test_kill_9_mid_stream_then_restart_leaves_index_equal_to_table(
     tmp_path: Path, primary_dsn: str, store_dsn: str, chunker: Chunker
@@ -163,7 +144,9 @@ def test_kill_9_mid_stream_then_restart_leaves_index_equal_to_table(
         time.sleep(2.0)
         stop.set()
         writer.join()
-        _wait_equal(primary_dsn, store_dsn, chunker)
+        wait_index_equals_table(
+            primary_dsn, store_dsn, source_settings(primary_dsn), chunker, timeout_s=60.0
+        )
     finally:
         stop.set()
         process.send_signal(signal.SIGTERM)

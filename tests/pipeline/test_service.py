@@ -20,11 +20,9 @@ import pytest
 import yaml
 
 from strata.pipeline.chunker import Chunker
-from strata.pipeline.mapping import Mapper
 from strata.pipeline.ownership import Owner, owner
-from strata.pipeline.primary import describe_table
 from tests.pipeline.conftest import TICKETS_DDL, run_sql, source_settings
-from tests.pipeline.support import expected_view, index_view
+from tests.pipeline.support import wait_index_equals_table
 
 T = TypeVar("T")
 WORKERS = ("worker-a", "worker-b")
@@ -95,7 +93,8 @@ def test_two_workers_apply_each_change_once_and_one_takes_over_when_the_owner_is
         _wait(lambda: _applied(store_dsn) >= applied + 20, f"{second} applies nothing")
         writer.stop.set()
         writer.join()
-        _wait_index_equals_table(primary_dsn, store_dsn, chunker)
+        source = source_settings(primary_dsn, metadata_columns=["status"])
+        wait_index_equals_table(primary_dsn, store_dsn, source, chunker)
         samples, distinct = _freshness_samples(store_dsn)
     finally:
         writer.stop.set()
@@ -189,20 +188,3 @@ def _freshness_samples(store_dsn: str) -> tuple[int, int]:
         ).fetchone()
     assert row is not None
     return int(row[0]), int(row[1])
-
-
-def _wait_index_equals_table(
-    primary_dsn: str, store_dsn: str, chunker: Chunker, timeout_s: float = 30.0
-) -> None:
-    source = source_settings(primary_dsn, metadata_columns=["status"])
-    with psycopg.connect(primary_dsn) as conn:
-        mapper = Mapper(source, ("id",), describe_table(conn, "public.tickets").column_oids)
-    deadline = time.monotonic() + timeout_s
-    while True:
-        expected, actual = expected_view(primary_dsn, mapper, chunker), index_view(store_dsn)
-        if expected == actual or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
-    assert sorted(actual) == sorted(expected)
-    for key, value in expected.items():
-        assert actual[key] == value, f"row {key}"
