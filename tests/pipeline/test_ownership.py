@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -28,20 +27,9 @@ from strata.pipeline.service import PipelineService
 from strata.pipeline.source import SourcePipeline, slot_name
 from tests.pipeline.conftest import TICKETS_DDL, run_sql, source_settings
 from tests.pipeline.support import HashEmbedder, assert_index_matches
+from tests.support.waiting import until
 
 T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], what: str, timeout_s: float = 10.0) -> T:
-    """Poll `probe` until it returns something other than None (or False)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 def end_session(store_dsn: str, ownership: Ownership) -> None:
@@ -81,9 +69,9 @@ def test_one_worker_owns_a_source_until_its_session_ends_then_another_takes_it(
         assert owner(conn, "tickets") == Owner("worker-a", owned.since, True, 1)
         assert owner(conn, "nothing") is None
         end_session(store_dsn, owned)
-        wait_for(lambda: not _live(conn), "the lock outlived its session")
+        until(lambda: not _live(conn), "the lock outlived its session")
         assert owner(conn, "tickets") == Owner("worker-a", owned.since, False, 1)
-        taken = wait_for(b.try_acquire, "worker-b never took the source over")
+        taken = until(b.try_acquire, "worker-b never took the source over")
         held = owner(conn, "tickets")
     assert held == Owner("worker-b", taken.since, True, 2) and taken.since > owned.since
     assert b.holder() == held
@@ -119,7 +107,7 @@ def test_an_owner_cut_off_from_the_store_commits_nothing_and_its_successor_takes
         with pytest.raises(psycopg.OperationalError):
             old.step(10.0)  # it reads row 3 but cannot write it: its session is gone
         assert _freshness_rows(store_dsn) == 1 and _documents(store_dsn) == ["1", "2"]
-        second = wait_for(locks("worker-b").try_acquire, "worker-b never took the source")
+        second = until(locks("worker-b").try_acquire, "worker-b never took the source")
         new = SourcePipeline(source, settings, store_dsn, minilm, chunker, ownership=second)
         new.open()  # terminates the old owner's walsender, which still holds the slot
         new.start()  # from the slot's confirmed position: row 3 comes again
@@ -152,7 +140,7 @@ def test_status_shows_the_owner_and_backfill_refuses_an_owned_source(
     assert "owner:           worker worker-a" in _invoke(config, "status").output
     end_session(store_dsn, held)
     with psycopg.connect(store_dsn, autocommit=True) as conn:
-        wait_for(lambda: not _live(conn), "the lock outlived its session")
+        until(lambda: not _live(conn), "the lock outlived its session")
     gone = _invoke(config, "status").output
     assert f"none: worker worker-a (owner since {held.since}) is gone" in gone
 

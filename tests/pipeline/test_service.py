@@ -11,7 +11,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +23,7 @@ from strata.pipeline.chunker import Chunker
 from strata.pipeline.ownership import Owner, owner
 from tests.pipeline.conftest import TICKETS_DDL, run_sql, source_settings
 from tests.pipeline.support import wait_index_equals_table
+from tests.support.waiting import until
 
 T = TypeVar("T")
 WORKERS = ("worker-a", "worker-b")
@@ -79,18 +80,18 @@ def test_two_workers_apply_each_change_once_and_one_takes_over_when_the_owner_is
     workers = {w: _start(config, w, logs[w]) for w in WORKERS}
     writer = Writer(primary_dsn, [i for i, _, _ in seed])
     try:
-        first = _wait(lambda: _backfilled_owner(store_dsn), "no worker backfilled", 120.0)
+        first = until(lambda: _backfilled_owner(store_dsn), "no worker backfilled", 120.0)
         (second,) = set(WORKERS) - {first.worker}
-        _wait(lambda: "stands by" in logs[second].read_text(), f"{second} is not standing by")
+        until(lambda: "stands by" in logs[second].read_text(), f"{second} is not standing by", 60.0)
         writer.start()
-        _wait(lambda: _applied(store_dsn) >= 20, "the owner applied nothing")
+        until(lambda: _applied(store_dsn) >= 20, "the owner applied nothing", 60.0)
         workers[first.worker].send_signal(signal.SIGKILL)  # mid-stream: the writer goes on
         killed_at = time.monotonic()
         workers[first.worker].wait(10)
-        taken = _wait(lambda: _live_owner(store_dsn, second), f"{second} never took over", 10.0)
+        taken = until(lambda: _live_owner(store_dsn, second), f"{second} never took over", 10.0)
         took_s = time.monotonic() - killed_at
         applied = _applied(store_dsn)
-        _wait(lambda: _applied(store_dsn) >= applied + 20, f"{second} applies nothing")
+        until(lambda: _applied(store_dsn) >= applied + 20, f"{second} applies nothing", 60.0)
         writer.stop.set()
         writer.join()
         source = source_settings(primary_dsn, metadata_columns=["status"])
@@ -145,17 +146,6 @@ def _stop(processes: Iterable[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
-
-
-def _wait(probe: Callable[[], T | None], what: str, timeout_s: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.1)
 
 
 def _backfilled_owner(store_dsn: str) -> Owner | None:
