@@ -36,12 +36,30 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Burst:
-    """`batch` requests of `prompt_tokens` in and `output_tokens` out, `spacing_s` apart."""
+    """`batch` requests of `prompt_tokens` in and `output_tokens` out, `spacing_s` apart. A
+    `mixed` burst spreads the lengths instead, as served traffic does: prompts evenly from
+    `MIXED_MIN_PROMPT` up to `prompt_tokens`, outputs from 1/batch of `output_tokens` up to
+    all of it, in an order unrelated to the prompts', so its decode batches shrink one request
+    at a time over contexts of every length."""
 
     batch: int
     prompt_tokens: int
     output_tokens: int
     spacing_s: float = 0.0
+    mixed: bool = False
+
+    def lengths(self, index: int) -> tuple[int, int]:
+        """Prompt and output tokens of the burst's `index`-th request."""
+        if not self.mixed or self.batch == 1:
+            return self.prompt_tokens, self.output_tokens
+        low = min(MIXED_MIN_PROMPT, self.prompt_tokens)
+        prompt = low + (self.prompt_tokens - low) * index // (self.batch - 1)
+        rank = (index * MIXED_STRIDE) % self.batch  # a permutation when gcd(stride, batch) = 1
+        return prompt, max(1, self.output_tokens * (rank + 1) // self.batch)
+
+
+MIXED_MIN_PROMPT = 20
+MIXED_STRIDE = 7
 
 
 def default_grid(max_num_seqs: int, token_budget: int, max_model_len: int) -> list[Burst]:
@@ -54,6 +72,7 @@ def default_grid(max_num_seqs: int, token_budget: int, max_model_len: int) -> li
     grid = [Burst(b, prompt, out, gap) for b in batches for prompt, out, gap in shapes]
     grid += [Burst(min(8, max_num_seqs), 600, 8), Burst(1, 2 * token_budget + 40, 4)]
     grid += [Burst(12, 80, 16, spacing_s=0.25)]  # a trickle: lone prefills, some from idle
+    grid += [Burst(b, 200, 96, 0.02, mixed=True) for b in batches if b >= 8]  # served-like
     return [replace(b, prompt_tokens=min(b.prompt_tokens, max_model_len - b.output_tokens - 1))
             for b in grid]  # fmt: skip
 
@@ -71,11 +90,12 @@ class StepRecorder:
 
 def burst_requests(burst: Burst, rng: random.Random, vocab: int) -> list[BenchRequest]:
     """Random token ids: no two requests share a prefix block, so nothing hits the cache."""
-    return [
-        BenchRequest([rng.randrange(1000, vocab) for _ in range(burst.prompt_tokens)],
-                     burst.output_tokens, i * burst.spacing_s)
-        for i in range(burst.batch)
-    ]  # fmt: skip
+    requests = []
+    for i in range(burst.batch):
+        prompt, output = burst.lengths(i)
+        ids = [rng.randrange(1000, vocab) for _ in range(prompt)]
+        requests.append(BenchRequest(ids, output, i * burst.spacing_s))
+    return requests
 
 
 def profile_engine(

@@ -1,9 +1,16 @@
 """How long one engine step takes, as a function of what the step computes.
 
 A step of strata's engine costs a fixed part (scheduling, kernel launches, reading every weight
-once), a part per token (the layers' matmuls), a part per sampled sequence (the LM head, the
-sampler, per-request bookkeeping and streaming), and attention: each decode gathers its context
-padded to the step's longest, each prefill chunk attends its tokens to everything before them.
+once), a part that grows with the tokens computed (the layers' matmuls), a part per sampled
+sequence (the LM head, the sampler, per-request bookkeeping and streaming), and attention: each
+decode gathers its context padded to the step's longest, each prefill chunk attends its tokens
+to everything before them.
+
+The matmuls' cost is not linear in the tokens: a few rows cost about what one row costs (the
+weights are read once either way) and the cost per row changes as the matrices grow. So the
+fit prices tokens piecewise: one slope per segment between `TOKEN_KNOTS` (1-2, 2-4, 4-8, ...
+tokens), each segment's feature the tokens of the step that fall inside it. A single
+`tokens` coefficient (one slope everywhere) is still understood, for profiles written before.
 `StepShape.of` reads those quantities off a `SchedulerOutput`, so the profiler (watching the real
 engine) and the simulator (running the real scheduler) describe a step by the same function.
 
@@ -16,6 +23,7 @@ from them to give its steps the engine's jitter.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 import statistics
@@ -28,8 +36,14 @@ import numpy as np
 from strata.engine.scheduler import SchedulerOutput
 from strata.errors import ConfigError
 
-FEATURES = ("base", "tokens", "samples", "decode_kv_tokens", "prefill_attention")
-MIN_STEPS = 8  # fewer profiled steps than this cannot pin five coefficients
+TOKEN_KNOTS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+SEGMENTS = tuple(f"tokens_{lo}_{hi}" for lo, hi in itertools.pairwise(TOKEN_KNOTS))
+OPEN_SEGMENT = f"tokens_{TOKEN_KNOTS[-1]}_up"
+# What a fit estimates; `tokens` (one slope) is only read from older profiles.
+FIT_FEATURES = ("base", *SEGMENTS, OPEN_SEGMENT, "samples", "decode_kv_tokens",
+                "prefill_attention")  # fmt: skip
+FEATURES = (*FIT_FEATURES, "tokens")
+MIN_STEPS = 8  # fewer profiled steps than this cannot pin the coefficients
 
 
 @dataclass(frozen=True)
@@ -55,15 +69,19 @@ class StepShape:
             prefill_attention=sum(c.num_tokens * (c.start + c.num_tokens) for c in prefills),
         )
 
-    def features(self) -> tuple[float, ...]:
-        """Values in `FEATURES` order."""
-        return (
-            1.0,
-            float(self.tokens),
-            float(self.samples),
-            float(self.decode_kv_tokens),
-            float(self.prefill_attention),
-        )
+    def features(self) -> dict[str, float]:
+        """The value of every feature in `FEATURES`."""
+        values = {
+            "base": 1.0,
+            "tokens": float(self.tokens),
+            "samples": float(self.samples),
+            "decode_kv_tokens": float(self.decode_kv_tokens),
+            "prefill_attention": float(self.prefill_attention),
+            OPEN_SEGMENT: float(max(0, self.tokens - TOKEN_KNOTS[-1])),
+        }
+        for name, (lo, hi) in zip(SEGMENTS, itertools.pairwise(TOKEN_KNOTS), strict=True):
+            values[name] = float(min(max(self.tokens - lo, 0), hi - lo))
+        return values
 
 
 @dataclass(frozen=True)
@@ -83,7 +101,7 @@ class StepTimeModel:
             raise ConfigError("step_time.coefficients.base: must be > 0 seconds")
 
     def predict(self, shape: StepShape) -> float:
-        values = dict(zip(FEATURES, shape.features(), strict=True))
+        values = shape.features()
         return sum(c * values[name] for name, c in self.coefficients.items())
 
     def scaled(self, factor: float) -> StepTimeModel:
@@ -129,21 +147,33 @@ def fit_step_time(samples: Sequence[tuple[StepShape, float]]) -> StepTimeModel:
         raise ConfigError(
             f"a step-time fit needs at least {MIN_STEPS} measured steps, got {len(usable)}"
         )
-    x = np.array([shape.features() for shape, _ in usable])  # (N, F)
+    x = np.array([[shape.features()[f] for f in FIT_FEATURES] for shape, _ in usable])  # (N, F)
     y = np.array([seconds for _, seconds in usable])  # (N,)
-    kept = list(range(len(FEATURES)))
+    kept = [i for i in range(len(FIT_FEATURES)) if x[:, i].any()]  # a segment no step reached
     while True:
         coef = _weighted_lstsq(x[:, kept], y)
         negative = [i for i, c in zip(kept, coef, strict=True) if c < 0 and i != 0]
         if not negative:
             break
         kept.remove(min(negative, key=lambda i: coef[kept.index(i)]))
-    coefficients = {FEATURES[i]: float(c) for i, c in zip(kept, coef, strict=True)}
+    coefficients = {FIT_FEATURES[i]: float(c) for i, c in zip(kept, coef, strict=True)}
     if not coefficients["base"] > 0:  # all the cost in the per-unit terms: keep a tiny floor
         coefficients["base"] = float(min(y)) * 0.01
+    _extend_last_slope(coefficients, reached=int(max(shape.tokens for shape, _ in usable)))
     model = StepTimeModel(coefficients)
     ratios = tuple(float(s) / model.predict(shape) for shape, s in usable)
     return StepTimeModel(coefficients, ratios)
+
+
+def _extend_last_slope(coefficients: dict[str, float], reached: int) -> None:
+    """Segments above the most tokens any profiled step computed take the slope of the highest
+    segment that was measured: a longer step is priced by extrapolation, not as free."""
+    names = [*SEGMENTS, OPEN_SEGMENT]
+    measured = [n for n, lo in zip(names, TOKEN_KNOTS, strict=True) if lo < reached]
+    slope = next((coefficients[n] for n in reversed(measured) if n in coefficients), 0.0)
+    for name, lo in zip(names, TOKEN_KNOTS, strict=True):
+        if lo >= reached and slope > 0:
+            coefficients[name] = slope
 
 
 def _weighted_lstsq(x: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -53,6 +53,18 @@ def test_burst_prompts_share_no_prefix() -> None:
     assert all(len(r.prompt_token_ids) == 40 and r.output_len == 3 for r in requests)
 
 
+def test_a_mixed_burst_spreads_prompt_and_output_lengths_like_served_traffic() -> None:
+    grid = default_grid(max_num_seqs=16, token_budget=512, max_model_len=8192)
+    mixed = [b for b in grid if b.mixed]
+    assert sorted(b.batch for b in mixed) == [8, 16]  # the larger batches, where contexts vary
+    requests = burst_requests(Burst(16, 200, 96, 0.02, mixed=True), random.Random(0), 49152)
+    prompts = [len(r.prompt_token_ids) for r in requests]
+    outputs = [r.output_len for r in requests]
+    assert min(prompts) == 20 and max(prompts) == 200
+    assert sorted(outputs) == [96 * k // 16 for k in range(1, 17)]  # one finishes at a time
+    assert outputs != sorted(outputs)  # the longest prompts are not the longest answers
+
+
 def test_every_step_of_the_grid_is_recorded_and_fitted(peer: StrataPeer) -> None:
     grid = [Burst(1, 20, 6), Burst(4, 30, 5, spacing_s=0.01), Burst(2, 150, 3)]
     steps_before = peer.engine.core.num_steps

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from strata.compute.step_time import FEATURES, StepShape, StepTimeModel, fit_step_time
+from strata.compute.step_time import StepShape, StepTimeModel, fit_step_time
 from strata.engine.request import Request
 from strata.engine.sampling_params import SamplingParams
 from strata.engine.scheduler import ScheduledChunk, SchedulerOutput
@@ -53,18 +53,43 @@ def synthetic(coefficients: dict[str, float], n: int = 60) -> list[tuple[StepSha
     return samples
 
 
-def test_the_fit_recovers_the_coefficients_of_noiseless_steps() -> None:
-    truth = {
-        "base": 0.02,
-        "tokens": 0.001,
-        "samples": 0.003,
-        "decode_kv_tokens": 1e-6,
+def test_the_fit_reproduces_noiseless_steps_of_one_slope_per_token() -> None:
+    truth = StepTimeModel({
+        "base": 0.02, "tokens": 0.001, "samples": 0.003, "decode_kv_tokens": 1e-6,
         "prefill_attention": 2e-8,
-    }
-    model = fit_step_time(synthetic(truth))
-    for name in FEATURES:
-        assert model.coefficients[name] == pytest.approx(truth[name], rel=1e-6)
+    })  # fmt: skip
+    model = fit_step_time(synthetic(truth.coefficients))
+    rng = random.Random(7)
+    for _ in range(50):
+        shape = StepShape(rng.randint(1, 512), rng.randint(1, 32), rng.randint(0, 20_000), 0)
+        assert model.predict(shape) == pytest.approx(truth.predict(shape), rel=1e-6)
     assert model.median_error == pytest.approx(0.0, abs=1e-9)
+
+
+def test_a_cost_flat_for_a_few_rows_then_linear_is_fitted_piecewise() -> None:
+    """Up to 8 tokens a step costs what one token costs (the weights are read once either way),
+    beyond that 2 ms per token: one slope everywhere would miss both ends by far more."""
+
+    def seconds(tokens: int) -> float:
+        return 0.05 + 0.002 * max(0, tokens - 8)
+
+    sizes = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 100, 128, 200, 256, 400, 512]
+    steps = [(StepShape(t, 1, 0, 0), seconds(t)) for t in sizes]
+    model = fit_step_time(steps)
+    for tokens in (1, 5, 8, 20, 300):
+        assert model.predict(StepShape(tokens, 1, 0, 0)) == pytest.approx(seconds(tokens), rel=1e-6)
+    assert model.median_error == pytest.approx(0.0, abs=1e-9)
+
+
+def test_steps_longer_than_any_profiled_take_the_last_measured_slope() -> None:
+    steps = [(StepShape(t, 1, 0, 0), 0.01 + 0.001 * t) for t in (1, 2, 4, 8, 16, 24, 32, 40, 48)]
+    model = fit_step_time(steps)
+    assert model.predict(StepShape(400, 1, 0, 0)) == pytest.approx(0.01 + 0.001 * 400, rel=1e-6)
+
+
+def test_a_profile_written_with_one_token_slope_still_predicts() -> None:
+    model = StepTimeModel.from_json({"coefficients": {"base": 0.01, "tokens": 0.001}})
+    assert model.predict(StepShape(100, 1, 0, 0)) == pytest.approx(0.11)
 
 
 def test_a_feature_that_would_make_steps_cheaper_is_dropped() -> None:
