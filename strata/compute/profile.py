@@ -6,7 +6,7 @@ measurements it was fitted on, and where and how they were measured.
      "engine": {"block_size": 16, "num_blocks": 23301, "max_model_len": 8192,
                 "max_num_seqs": 32, "max_num_batched_tokens": 512, "max_waiting": 256,
                 "enable_prefix_caching": true, "dtype": "bfloat16", "threads": 2},
-     "step_time": {"coefficients": {"base": 0.021, "tokens": 0.0009, ...}, "ratios": [...]},
+     "step_time": {"coefficients": {"base": 0.021, "tokens_1_2": 0.0009, ...}, "ratios": [...]},
      "steps": [[tokens, samples, decode_kv_tokens, prefill_attention, seconds], ...],
      "meta": {"command": "...", "machine": "...", "date": "..."}}
 
