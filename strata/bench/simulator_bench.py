@@ -3,17 +3,20 @@
 One engine (the async `Engine` in this process, streaming with detokenization, the given dtype,
 threads, cap, token budget and window) is measured three ways:
 
-1. *Profile*: the step-time profile `strata bench engine --profile` measures, on this very
-   engine (or the one `--profile` names).
-2. *Saturation*: a closed loop with as many clients as the batch cap keeps every step full;
+1. *Saturation*: a closed loop with as many clients as the batch cap keeps every step full;
    its completion rate over the middle half of the run is the engine's saturation rate.
-3. *Load levels*: Poisson traffic at each fraction of saturation, from the same `Workload` and
+2. *Load levels*: Poisson traffic at each fraction of saturation, from the same `Workload` and
    `PoissonRate` definitions `strata bench serve` uses. Each level's trace runs `--repeats`
    times on the real engine, in rounds (every level once, then again) so that a slow minute of
    a shared machine spreads over the levels, and is simulated once on the same trace (same
-   arrivals, same lengths) with the profile. Real and simulated runs are summarized by the same
-   `strata.bench.summary.summarize`; each level compares the prediction with the median of its
-   real runs.
+   arrivals, same lengths) with the profile.
+3. *Profile*: the step-time profile `strata bench engine --profile` measures, on this very
+   engine (or the one `--profile` names). Its passes over the grid are interleaved with the
+   rounds (one before each round), so the profile samples the same minutes of a shared
+   machine, and its slow and fast spells, as the runs it predicts.
+
+Real and simulated runs are summarized by the same `strata.bench.summary.summarize`; each
+level compares the prediction with the median of its real runs.
 
 Prompts are random token ids of the planned lengths with a first token unique to each run, so
 no run hits the prefix cache another run filled (the simulator assumes no hits either).
@@ -43,6 +46,7 @@ from strata.bench.summary import Summary, summarize
 from strata.bench.workload import CHAT_OUTPUT, CHAT_PROMPT, Workload, parse_length
 from strata.compute.batching import Candidate, Traffic, predict, run_seconds
 from strata.compute.profile import EngineProfile, read_profile
+from strata.compute.step_time import StepShape, fit_step_time
 from strata.errors import ConfigError, StrataError
 
 if TYPE_CHECKING:
@@ -193,14 +197,12 @@ def rescaled_errors(
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
-    from strata.bench.step_profile import machine, make_peer
+    from strata.bench.step_profile import machine, make_peer, warm_up
 
     report: dict[str, Any] = {"command": command, "machine": machine(),
                               "date": time.strftime("%Y-%m-%d %H:%M")}  # fmt: skip
     peer = make_peer(args, args.batch_window_ms)
-    profile = _profile(peer, args)
-    _log(f"profile: {len(profile.steps)} steps, fit median error "
-         f"{profile.step_time.median_error:.1%}")  # fmt: skip
+    warm_up(peer, random.Random(0))
     workload = Workload(
         parse_length(args.prompt_len, CHAT_PROMPT, "--prompt-len"),
         parse_length(args.output_len, CHAT_OUTPUT, "--output-len"),
@@ -212,9 +214,14 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         Level(load, Traffic(workload, PoissonRate(load * saturation, args.seed, i), args.requests))
         for i, load in enumerate(args.levels)
     ]
-    real = _real_runs(peer, levels, args.repeats, profile)
+    profiler = _Profiler(peer, args)
+    measured = _real_runs(peer, levels, args.repeats, profiler)
+    profile = profiler.profile()
+    _log(f"profile: {len(profile.steps)} steps, fit median error "
+         f"{profile.step_time.median_error:.1%}")  # fmt: skip
     candidate = Candidate(args.max_num_seqs, args.batch_window_ms / 1000)
-    rows = [level_row(profile, level, real[number], candidate, args.max_num_batched_tokens)
+    rows = [level_row(profile, level, [run.against(profile) for run in measured[number]],
+                      candidate, args.max_num_batched_tokens)
             for number, level in enumerate(levels)]  # fmt: skip
     report.update(
         engine=profile_engine_json(profile, args), workload=workload.describe(),
@@ -226,18 +233,44 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
     return report
 
 
-def _profile(peer: StrataPeer, args: argparse.Namespace) -> EngineProfile:
-    """`--profile`'s (after warming the engine up), or one measured now on `peer`'s engine."""
-    from strata.bench.step_profile import Burst, burst_requests, default_grid, profile_engine
+class _Profiler:
+    """`--profile`'s profile, or one measured on `peer`'s engine a pass at a time, between the
+    rounds of real runs (`--profile-repeat` passes in all, the last ones after the last round
+    when there are more passes than rounds)."""
 
-    if args.profile is not None:
-        peer.run(burst_requests(Burst(4, 64, 8, 0.02), random.Random(0), _vocab(peer)))
-        return read_profile(args.profile)
-    config = peer.engine.core.config
-    grid = default_grid(config.max_num_seqs, config.max_num_batched_tokens, config.max_model_len)
-    profile = profile_engine(peer, grid, repeat=args.profile_repeat, seed=args.seed)
-    profile.write(args.out / "simulator-profile.json")
-    return profile
+    def __init__(self, peer: StrataPeer, args: argparse.Namespace) -> None:
+        from strata.bench.step_profile import StepRecorder, default_grid
+
+        self.peer, self.args = peer, args
+        self.fixed = read_profile(args.profile) if args.profile is not None else None
+        config = peer.engine.core.config
+        self.grid = default_grid(config.max_num_seqs, config.max_num_batched_tokens,
+                                 config.max_model_len)  # fmt: skip
+        self.recorder = StepRecorder(config.block_size)
+        self.rng = random.Random(f"strata-step-profile:{args.seed}")
+        self.passes = 0
+
+    def measure_pass(self) -> None:
+        from strata.bench.step_profile import profile_pass
+
+        if self.fixed is not None or self.passes >= self.args.profile_repeat:
+            return
+        profile_pass(self.peer, self.grid, self.rng, self.recorder)
+        self.passes += 1
+        _log(f"  profile pass {self.passes}/{self.args.profile_repeat}: "
+             f"{len(self.recorder.steps)} steps")  # fmt: skip
+
+    def profile(self) -> EngineProfile:
+        from strata.bench.step_profile import engine_sizes
+
+        if self.fixed is not None:
+            return self.fixed
+        while self.passes < self.args.profile_repeat:
+            self.measure_pass()
+        steps = self.recorder.steps
+        profile = EngineProfile(engine_sizes(self.peer), fit_step_time(steps), steps)
+        profile.write(self.args.out / "simulator-profile.json")
+        return profile
 
 
 def plan_section(
@@ -263,19 +296,37 @@ def plan_section(
     return {"command": command, "lines": batching_lines(plan, "this run's profile")}
 
 
-def _real_runs(peer: StrataPeer, levels: list[Level], repeats: int, profile: EngineProfile
-               ) -> list[list[RealRun]]:  # fmt: skip
-    real: list[list[RealRun]] = [[] for _ in levels]
+def _real_runs(
+    peer: StrataPeer, levels: list[Level], repeats: int, profiler: _Profiler
+) -> list[list[MeasuredRun]]:
+    measured: list[list[MeasuredRun]] = [[] for _ in levels]
     for round_number in range(repeats):
+        profiler.measure_pass()
         for number, level in enumerate(levels):
             run_id = round_number * len(levels) + number
-            real[number].append(real_run(peer, level.traffic, run_id, profile))
-            _log(f"round {round_number + 1}, load {level.load:.0%}: {real[number][-1]}")
-    return real
+            measured[number].append(real_run(peer, level.traffic, run_id))
+            _log(f"round {round_number + 1}, load {level.load:.0%}: {measured[number][-1]}")
+    return measured
 
 
-def real_run(peer: StrataPeer, traffic: Traffic, run_id: int, profile: EngineProfile) -> RealRun:
-    """One real run of `traffic`, and how fast the machine ran its steps against the profile."""
+@dataclass(frozen=True)
+class MeasuredRun:
+    metrics: dict[str, float]
+    steps: list[tuple[StepShape, float]]  # every step of the run, as the profile records them
+
+    def against(self, profile: EngineProfile) -> RealRun:
+        """With its speed: the median measured / profiled step time over the run's steps."""
+        model = profile.step_time
+        speed = statistics.median(s / model.predict(shape) for shape, s in self.steps)
+        return RealRun(self.metrics, speed)
+
+    def __str__(self) -> str:
+        values = ", ".join(f"{name} {value:.1f}" for name, value in self.metrics.items())
+        return f"{values}; {len(self.steps)} steps"
+
+
+def real_run(peer: StrataPeer, traffic: Traffic, run_id: int) -> MeasuredRun:
+    """One real run of `traffic`, with every step it took."""
     from strata.bench.step_profile import StepRecorder
 
     core = peer.engine.core
@@ -285,9 +336,7 @@ def real_run(peer: StrataPeer, traffic: Traffic, run_id: int, profile: EnginePro
         records = peer.run(real_requests(traffic, run_id, _vocab(peer)))
     finally:
         core.step_observers.remove(recorder)
-    model = profile.step_time
-    speed = statistics.median(s / model.predict(shape) for shape, s in recorder.steps)
-    return RealRun(metrics(summary_of(records)), speed)
+    return MeasuredRun(metrics(summary_of(records)), recorder.steps)
 
 
 def profile_engine_json(profile: EngineProfile, args: argparse.Namespace) -> dict[str, Any]:
@@ -317,7 +366,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         prog="strata bench simulator", description=(__doc__ or "").splitlines()[0]
     )
     parser.add_argument("--profile", type=Path, help="use this profile instead of measuring one")
-    parser.add_argument("--profile-repeat", type=int, default=2, help="passes over the grid")
+    parser.add_argument("--profile-repeat", type=int, default=3,
+                        help="passes over the grid, one before each round")  # fmt: skip
     parser.add_argument("--levels", type=float, nargs="+", default=[0.3, 0.45, 0.6, 0.8])
     parser.add_argument("--repeats", type=int, default=3, help="real runs per level")
     parser.add_argument("--requests", type=int, default=50, help="requests per run")

@@ -102,21 +102,36 @@ def profile_engine(
     peer: StrataPeer, grid: Sequence[Burst], *, repeat: int = 1, seed: int = 0
 ) -> EngineProfile:
     """Run `grid` `repeat` times on `peer`'s engine (after one warm-up burst) and fit."""
-    core = peer.engine.core
     rng = random.Random(f"strata-step-profile:{seed}")
-    vocab = core.runner.config.vocab_size
-    recorder = StepRecorder(core.config.block_size)
-    peer.run(burst_requests(Burst(4, 64, 8, 0.02), rng, vocab))  # warm-up, not recorded
+    recorder = StepRecorder(peer.engine.core.config.block_size)
+    warm_up(peer, rng)
+    for number in range(repeat):
+        profile_pass(peer, grid, rng, recorder)
+        print(f"  profile pass {number + 1}/{repeat}: {len(recorder.steps)} steps",
+              file=sys.stderr, flush=True)  # fmt: skip
+    return EngineProfile(engine_sizes(peer), fit_step_time(recorder.steps), recorder.steps)
+
+
+def warm_up(peer: StrataPeer, rng: random.Random) -> None:
+    """One small burst, not recorded: the first steps of a fresh engine run slow."""
+    peer.run(burst_requests(Burst(4, 64, 8, 0.02), rng, _vocab(peer)))
+
+
+def profile_pass(
+    peer: StrataPeer, grid: Sequence[Burst], rng: random.Random, recorder: StepRecorder
+) -> None:
+    """Run every burst of `grid` once, `recorder` watching every step."""
+    core = peer.engine.core
     core.step_observers.append(recorder)
     try:
-        for number in range(repeat):
-            for burst in grid:
-                peer.run(burst_requests(burst, rng, vocab))
-            print(f"  profile pass {number + 1}/{repeat}: {len(recorder.steps)} steps",
-                  file=sys.stderr, flush=True)  # fmt: skip
+        for burst in grid:
+            peer.run(burst_requests(burst, rng, _vocab(peer)))
     finally:
         core.step_observers.remove(recorder)
-    return EngineProfile(engine_sizes(peer), fit_step_time(recorder.steps), recorder.steps)
+
+
+def _vocab(peer: StrataPeer) -> int:
+    return peer.engine.core.runner.config.vocab_size
 
 
 def engine_sizes(peer: StrataPeer) -> EngineSizes:

@@ -17,8 +17,10 @@ engine) and the simulator (running the real scheduler) describe a step by the sa
 `fit_step_time` fits seconds = Σ coefficient x feature by least squares on relative error (a
 20 ms decode step counts as much as a 400 ms prefill step); a feature whose coefficient comes out
 negative (noise on a small effect) is dropped and the rest refitted, so no step gets cheaper by
-growing. The ratios measured / predicted of the profiled steps are kept: the simulator can draw
-from them to give its steps the engine's jitter.
+growing. The fit is then scaled so that the profiled steps' predicted time adds up to their
+measured time: relative-error least squares alone prices noisy steps ~3% low, and every
+latency the simulator predicts is a sum of steps. The ratios measured / predicted of the
+profiled steps are kept: the simulator can draw from them to give its steps the engine's jitter.
 """
 
 from __future__ import annotations
@@ -160,9 +162,17 @@ def fit_step_time(samples: Sequence[tuple[StepShape, float]]) -> StepTimeModel:
     if not coefficients["base"] > 0:  # all the cost in the per-unit terms: keep a tiny floor
         coefficients["base"] = float(min(y)) * 0.01
     _extend_last_slope(coefficients, reached=int(max(shape.tokens for shape, _ in usable)))
-    model = StepTimeModel(coefficients)
+    model = _sum_unbiased(StepTimeModel(coefficients), usable)
     ratios = tuple(float(s) / model.predict(shape) for shape, s in usable)
-    return StepTimeModel(coefficients, ratios)
+    return StepTimeModel(model.coefficients, ratios)
+
+
+def _sum_unbiased(model: StepTimeModel, steps: Sequence[tuple[StepShape, float]]) -> StepTimeModel:
+    """`model` scaled so the profiled steps' predicted seconds add up to their measured ones.
+    Least squares on relative error prices a noisy step low (over-predicting a fast step costs
+    more than under-predicting a slow one); latencies are sums of steps, so the sum must hold."""
+    predicted = sum(model.predict(shape) for shape, _ in steps)
+    return model.scaled(sum(seconds for _, seconds in steps) / predicted)
 
 
 def _extend_last_slope(coefficients: dict[str, float], reached: int) -> None:

@@ -110,6 +110,18 @@ def test_ratios_are_measured_over_predicted() -> None:
     assert model.jitter(random.Random(0)) in model.ratios
 
 
+def test_noisy_steps_are_priced_so_their_sum_holds() -> None:
+    """Relative-error least squares alone would price these steps below their mean."""
+    rng = random.Random(3)
+    steps = []
+    for _ in range(400):
+        tokens = rng.choice([1, 4, 16, 64])
+        steps.append((StepShape(tokens, 1, 0, 0), (0.02 + 0.001 * tokens) * rng.uniform(0.7, 1.4)))
+    model = fit_step_time(steps)
+    predicted = sum(model.predict(shape) for shape, _ in steps)
+    assert predicted == pytest.approx(sum(s for _, s in steps), rel=1e-9)
+
+
 def test_too_few_steps_are_refused() -> None:
     with pytest.raises(ConfigError, match="at least 8 measured steps"):
         fit_step_time([(StepShape(1, 1, 16, 0), 0.01)] * 3)
