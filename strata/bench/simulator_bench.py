@@ -129,7 +129,9 @@ async def _closed_loop(
 
 
 def _vocab(peer: StrataPeer) -> int:
-    return peer.engine.core.runner.config.vocab_size
+    from strata.bench.step_profile import vocab_size
+
+    return vocab_size(peer)
 
 
 # -- the comparison ------------------------------------------------------------------------------

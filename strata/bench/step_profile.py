@@ -114,7 +114,7 @@ def profile_engine(
 
 def warm_up(peer: StrataPeer, rng: random.Random) -> None:
     """One small burst, not recorded: the first steps of a fresh engine run slow."""
-    peer.run(burst_requests(Burst(4, 64, 8, 0.02), rng, _vocab(peer)))
+    peer.run(burst_requests(Burst(4, 64, 8, 0.02), rng, vocab_size(peer)))
 
 
 def profile_pass(
@@ -125,12 +125,12 @@ def profile_pass(
     core.step_observers.append(recorder)
     try:
         for burst in grid:
-            peer.run(burst_requests(burst, rng, _vocab(peer)))
+            peer.run(burst_requests(burst, rng, vocab_size(peer)))
     finally:
         core.step_observers.remove(recorder)
 
 
-def _vocab(peer: StrataPeer) -> int:
+def vocab_size(peer: StrataPeer) -> int:
     return peer.engine.core.runner.config.vocab_size
 
 
