@@ -121,6 +121,27 @@ def cpu_comparison(cells: Sequence[Cell]) -> dict[str, dict[str, float | None]]:
     return out
 
 
+def guard_cost(cells: Sequence[Cell]) -> dict[str, dict[str, float | None]]:
+    """Per mode, strata with its guard step off and on: CPU ms per request (median over
+    connection counts), peak rate and p99 overhead at one connection. Empty without both."""
+    systems = {c.system for c in cells}
+    if not {"strata", "strata-guard"} <= systems:
+        return {}
+    out = {}
+    for m in MODES:
+        row: dict[str, float | None] = {}
+        for label, system in (("off", "strata"), ("on", "strata-guard")):
+            cell = find(cells, system, m.name, 1)
+            over = None if cell is None else overhead_ms(cells, cell)
+            row[f"cpu_ms_{label}"] = cpu_per_request(cells, system, m.name)
+            row[f"peak_rps_{label}"] = peak_rate(cells, system, m.name)
+            row[f"p99_overhead_ms_{label}"] = None if over is None else over[1]
+        off, on = row["cpu_ms_off"], row["cpu_ms_on"]
+        row["cpu_ms_added"] = None if off is None or on is None else on - off
+        out[m.name] = row
+    return out
+
+
 # -- JSON ---------------------------------------------------------------------------------------
 
 
@@ -168,6 +189,10 @@ def document(result: RunResult, command: str, header: dict[str, Any]) -> dict[st
         "gateway_cpu_ms_per_request": {
             mode: {k: _round(v, 3) for k, v in row.items()}
             for mode, row in cpu_comparison(result.cells).items()
+        },
+        "guard_step": {
+            mode: {k: _round(v, 3) for k, v in row.items()}
+            for mode, row in guard_cost(result.cells).items()
         },
         "cells": [cell_json(result.cells, c) for c in result.cells],
     }
@@ -256,6 +281,31 @@ def cpu_line(comparison: dict[str, dict[str, float | None]]) -> str:
     )
 
 
+def guard_section(cells: Sequence[Cell]) -> list[str]:
+    """What the guard step costs: `strata-guard` against `strata` (empty without both)."""
+    cost = guard_cost(cells)
+    if not cost:
+        return []
+    lines = [
+        "## The guard step",
+        "",
+        "`strata-guard` is the same gateway with its guard at the defaults (sanitization, the "
+        "trained injection detector, secret/PII detection, the canary) on the same request: "
+        "a one-line user message, so the detector's first stage alone decides.",
+        "",
+        "| mode | CPU ms/req off | CPU ms/req on | added by the guard | peak req/s off | "
+        "peak req/s on | +p99 ms at 1 conn off | +p99 ms at 1 conn on |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for mode, r in cost.items():
+        lines.append(
+            f"| {mode} | {ms(r['cpu_ms_off'])} | {ms(r['cpu_ms_on'])} | {ms(r['cpu_ms_added'])} "
+            f"| {rate(r['peak_rps_off'])} | {rate(r['peak_rps_on'])} "
+            f"| {ms(r['p99_overhead_ms_off'])} | {ms(r['p99_overhead_ms_on'])} |"
+        )
+    return [*lines, ""]
+
+
 def markdown(doc: dict[str, Any], result: RunResult) -> str:
     plan = result.plan
     lines = [
@@ -278,6 +328,7 @@ def markdown(doc: dict[str, Any], result: RunResult) -> str:
         "",
         cpu_line(cpu_comparison(result.cells)),
         "",
+        *guard_section(result.cells),
         "## Results",
         "",
         results_table(result.cells),

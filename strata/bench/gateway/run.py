@@ -161,7 +161,7 @@ def run(plan: Plan, workdir: Path) -> RunResult:
 def _log(cell: Cell) -> None:
     w = cell.wrk
     print(
-        f"{cell.system:>7} {cell.mode:>13} c={cell.concurrency:<3} {w.requests_per_s:9.1f} req/s "
+        f"{cell.system:>12} {cell.mode:>13} c={cell.concurrency:<3} {w.requests_per_s:9.1f} req/s "
         f"p50 {w.p50_ms:8.3f} ms p99 {w.p99_ms:8.3f} ms errors {w.errors.total} "
         f"client core {cell.client_core_busy:4.0%} (wrk+mock {cell.client_cpu_share:4.0%}) "
         f"gateway core {cell.gateway_core_busy:4.0%}",

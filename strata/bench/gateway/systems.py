@@ -1,9 +1,11 @@
-"""The three systems measured, each a context manager that yields an `Endpoint`.
+"""The systems measured, each a context manager that yields an `Endpoint`.
 
-`direct` is the mock itself (the baseline). `litellm` and `strata` start a gateway pinned to
-the gateway core, in front of the mock, wait until it answers, and stop it when the block ends.
-Each gateway routes the two mode models to the mock's two prefixes. Both gateways keep their
-per-request limits on and set far above anything the run can reach.
+`direct` is the mock itself (the baseline). `litellm`, `strata` and `strata-guard` start a
+gateway pinned to the gateway core, in front of the mock, wait until it answers, and stop it
+when the block ends. Each gateway routes the two mode models to the mock's two prefixes and
+keeps its per-request limits on, set far above anything the run can reach. `strata` is compared
+with LiteLLM with its guard step off (as the issue measures it); `strata-guard` is the same
+gateway with the guard at its defaults, to show what that step costs.
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def litellm(mock: Mock, workdir: Path) -> Iterator[Endpoint]:
 # -- strata -------------------------------------------------------------------------------------
 
 
-def strata_config(mock: Mock, data_dir: Path, port: int) -> dict[str, object]:
+def strata_config(mock: Mock, data_dir: Path, port: int, guard: bool) -> dict[str, object]:
     upstreams = [
         {"name": f"mock-{m.prefix.strip('/')}", "kind": "openai", "url": mock.base_url(m),
          "models": [m.model]}
@@ -136,7 +138,7 @@ def strata_config(mock: Mock, data_dir: Path, port: int) -> dict[str, object]:
         "data_dir": str(data_dir),
         "server": {"host": "127.0.0.1", "port": port},
         "gateway": {"engine": False},
-        "guard": {"enabled": False},  # the issue measures the gateway with its guard step off
+        "guard": {"enabled": guard},
         "upstreams": upstreams,
     }
 
@@ -164,11 +166,21 @@ def postmaster_pids(data_dir: Path) -> list[int]:
     return [int(f.read_text().split()[0]) for f in data_dir.rglob("postmaster.pid")]
 
 
+def strata(mock: Mock, workdir: Path) -> AbstractContextManager[Endpoint]:
+    """strata's gateway with its guard step off."""
+    return _strata(mock, workdir, guard=False)
+
+
+def strata_guard(mock: Mock, workdir: Path) -> AbstractContextManager[Endpoint]:
+    """strata's gateway with its guard step at the defaults (the trained detector, PII, canary)."""
+    return _strata(mock, workdir, guard=True)
+
+
 @contextmanager
-def strata(mock: Mock, workdir: Path) -> Iterator[Endpoint]:
-    exe, port = STRATA_EXE, free_port()
+def _strata(mock: Mock, workdir: Path, guard: bool) -> Iterator[Endpoint]:
+    exe, port, name = STRATA_EXE, free_port(), "strata-guard" if guard else "strata"
     config = workdir / "strata.yaml"
-    config.write_text(yaml.safe_dump(strata_config(mock, workdir / "strata-data", port)))
+    config.write_text(yaml.safe_dump(strata_config(mock, workdir / "strata-data", port, guard)))
     log = workdir / "strata.log"
     with launched(pinned(GATEWAY_CORE, [str(exe), "serve", "--config", str(config)]), log) as proc:
         url = f"http://127.0.0.1:{port}"
@@ -176,12 +188,14 @@ def strata(mock: Mock, workdir: Path) -> Iterator[Endpoint]:
         notes = {
             "auth": "a strata key (strata keys create)",
             "limits": f"per-key rpm {NEVER_BINDING_RPM:,} / tpm {NEVER_BINDING_TPM:,}",
-            "guard": "off (hidden characters still refused)",
+            "guard": "on (defaults)" if guard else "off (hidden characters still refused)",
             "CPU counted": "the strata process tree and its embedded PostgreSQL",
         }
         key = strata_key(exe, config)
         pids = (proc.pid, *postmaster_pids(workdir / "strata-data"))
-        yield Endpoint("strata", _gateway_urls(url), key, pids, notes)
+        yield Endpoint(name, _gateway_urls(url), key, pids, notes)
 
 
-SYSTEMS: dict[str, Launcher] = {"direct": direct, "litellm": litellm, "strata": strata}
+SYSTEMS: dict[str, Launcher] = {
+    "direct": direct, "litellm": litellm, "strata": strata, "strata-guard": strata_guard,
+}  # fmt: skip

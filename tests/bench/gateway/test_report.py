@@ -10,6 +10,7 @@ from strata.bench.gateway.report import (
     build,
     cpu_comparison,
     find,
+    guard_cost,
     overhead_ms,
     p99_overhead_target,
     rate_target,
@@ -137,3 +138,22 @@ def test_cpu_comparison_uses_the_median_per_request_cpu() -> None:
     assert "Gateway CPU per request" in build(RESULT, "c", HEADER).markdown
     no_strata = cpu_comparison([c for c in CELLS if c.system != "strata"])["streaming"]
     assert no_strata == {"strata_ms": None, "litellm_ms": pytest.approx(38.0), "ratio": None}
+
+
+def test_guard_cost_compares_strata_with_and_without_its_guard() -> None:
+    assert guard_cost(CELLS) == {}
+    assert "## The guard step" not in build(RESULT, "c", HEADER).markdown
+    guarded = [
+        cell("strata-guard", "non-streaming", 1, 1000, 0.9, 1.45),
+        cell("strata-guard", "non-streaming", 8, 4000, 2.0, 4.0),
+    ]
+    cost = guard_cost(CELLS + guarded)["non-streaming"]
+    assert cost["cpu_ms_off"] == pytest.approx((950 / 1500 + 950 / 5000) / 2)
+    assert cost["cpu_ms_on"] == pytest.approx((950 / 1000 + 950 / 4000) / 2)
+    assert cost["cpu_ms_added"] == pytest.approx(cost["cpu_ms_on"] - cost["cpu_ms_off"])
+    assert (cost["peak_rps_off"], cost["peak_rps_on"]) == (5000, 4000)
+    assert cost["p99_overhead_ms_on"] == pytest.approx(1.45 - 0.05)
+    streaming = guard_cost(CELLS + guarded)["streaming"]
+    assert streaming["cpu_ms_on"] is None and streaming["cpu_ms_added"] is None
+    md = build(replace(RESULT, cells=CELLS + guarded), "c", HEADER).markdown
+    assert "## The guard step" in md and "| non-streaming | 0.412 | 0.594 | 0.182 |" in md

@@ -54,8 +54,10 @@ def test_postmaster_pids_reads_the_pid_files(tmp_path: Path) -> None:
 
 
 def test_strata_config_has_one_upstream_per_mode(tmp_path: Path) -> None:
-    config = strata_config(MOCK, tmp_path, 8400)
+    config = strata_config(MOCK, tmp_path, 8400, guard=False)
     assert config["gateway"] == {"engine": False}
+    assert config["guard"] == {"enabled": False}
+    assert strata_config(MOCK, tmp_path, 8400, guard=True)["guard"] == {"enabled": True}
     assert config["server"] == {"host": "127.0.0.1", "port": 8400}
     upstreams = config["upstreams"]
     assert isinstance(upstreams, list) and len(upstreams) == len(MODES)
