@@ -6,16 +6,17 @@
 1. `SparseModel`: logistic regression over hashed char 2-5 and word 1-3 n-gram tf-idf
    (features.py). Under a millisecond per message. A text whose logit is at or below `gate`
    is judged benign here, and its score is this stage's probability.
-2. `DenseHead`: for texts above the gate only, a small MLP over the first stage's logit and
-   the mean-pooled MiniLM states (encoder.py, ~5-10 ms for a chat message on one core).
-   The gate sits low in the attacks' first-stage range, so that almost every attack reaches
-   the second stage; its score decides, unless the MiniLM vector lies outside the spread of
-   the training texts' vectors (then the first stage's does). MiniLM is an English model, so
-   text mostly in other scripts (Cyrillic, CJK, Arabic, Devanagari …) stays with the first
-   stage too: there its vectors are out of distribution and the head's answer means nothing.
+2. The second stage (heads.py), for texts above the gate only: MiniLM's first four layers
+   (encoder.py; ~10-40 ms for a chat message on one core of an AVX2 machine), mean-pooled,
+   read by a head together with the first stage's logit. The gate sits low in the attacks'
+   first-stage range, so that almost every attack reaches the second stage, whose score then
+   decides. MiniLM is an English model, so text mostly in other scripts (Cyrillic, CJK,
+   Arabic, Devanagari …) stays with the first stage: there its vectors are out of
+   distribution and the head's answer means nothing.
 
 `threshold` (a probability) was chosen on the validation splits. Loading needs numpy only;
-the encoder, and torch with it, is built the first time a text passes the gate.
+the encoder, and torch with it, is built the first time a text passes the gate (or at
+`warm_up`).
 """
 
 from __future__ import annotations
@@ -25,30 +26,23 @@ import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from strata.errors import ModelLoadError
 from strata.guard.features import NUM_BUCKETS, featurize
+from strata.guard.heads import Encoder, SecondStage, load_head
 
 ARTIFACT = Path(__file__).parent / "artifacts" / "injection.npz"
 MIN_WORDS = 2  # fewer words than this: the classifier alone never flags the text
 SHORT_TEXT_CAP = 0.5
 WINDOW_CHARS = 2_000  # long texts are scored per window; the text's score is the highest
 WINDOW_STEP = 1_500
-LOGIT_SCALE = 4.0  # the first-stage logit enters the head divided by this (unit-ish range)
-FEATURE_CLIP = 4.0  # standardised MiniLM features are clipped: unusual text cannot run away
 MIN_LATIN_SHARE = 0.5  # MiniLM is an English model: other scripts stay with the first stage
 
 F32 = npt.NDArray[np.float32]
-
-
-class Encoder(Protocol):
-    """Texts in, one fixed-size vector each (`SentenceEncoder`, or a cache in front of it)."""
-
-    def encode(self, texts: list[str]) -> F32: ...
 
 
 def windows(text: str) -> list[str]:
@@ -68,14 +62,6 @@ def sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-max(-50.0, min(50.0, x))))
 
 
-@lru_cache(maxsize=1)
-def default_encoder() -> Encoder:
-    """The bundled MiniLM encoder, built once per process on first use."""
-    from strata.guard.encoder import SentenceEncoder
-
-    return SentenceEncoder()
-
-
 @dataclass(frozen=True)
 class SparseModel:
     """Logistic regression over L2-normalised sublinear tf-idf of hashed n-grams."""
@@ -90,49 +76,15 @@ class SparseModel:
 
 
 @dataclass(frozen=True)
-class DenseHead:
-    """relu(W1·x + b1)·w2 + b2 + skip·x[0], x = [logit / LOGIT_SCALE, clip((e - mean) / scale)]."""
-
-    mean: F32  # (D,)
-    scale: F32  # (D,)
-    w1: F32  # (H, D + 1)
-    b1: F32  # (H,)
-    w2: F32  # (H,)
-    b2: float
-    skip: float
-    max_rms: float  # the head answers only for vectors like its training texts' (99%)
-
-    def knows(self, embedding: F32) -> bool:
-        """Whether `embedding` lies within the training texts' spread (root-mean-square of its
-        standardised features); digits-only or unusual text falls outside and is left to the
-        first stage, whose n-grams are not thrown by it."""
-        z = (embedding - self.mean) / self.scale
-        return float(np.sqrt(np.mean(z * z))) <= self.max_rms
-
-    def logit(self, sparse_logit: float, embedding: F32) -> float:
-        z = np.clip((embedding - self.mean) / self.scale, -FEATURE_CLIP, FEATURE_CLIP)
-        x = np.concatenate([[sparse_logit / LOGIT_SCALE], z])
-        hidden = np.maximum(self.w1 @ x.astype(np.float32) + self.b1, 0.0)  # (H,)
-        return float(hidden @ self.w2) + self.b2 + self.skip * float(x[0])
-
-    def arrays(self) -> dict[str, Any]:
-        return {
-            "head_mean": self.mean, "head_scale": self.scale, "head_w1": self.w1,
-            "head_b1": self.b1, "head_w2": self.w2,
-            "head_scalars": np.array([self.b2, self.skip, self.max_rms], dtype=np.float64),
-        }  # fmt: skip
-
-
-@dataclass(frozen=True)
 class InjectionModel:
     """The cascade: `sparse` for every text, `head` over `encoder` for texts above `gate`."""
 
     sparse: SparseModel
-    head: DenseHead | None
+    head: SecondStage | None
     gate: float  # first-stage logit above which the second stage decides
     threshold: float  # probability at which a text counts as an injection
     meta: dict[str, Any]
-    encoder: Encoder | None = field(default=None, compare=False, repr=False)  # None: MiniLM
+    encoder: Encoder | None = field(default=None, compare=False, repr=False)  # None: the head's
 
     def first_stage(self, normalized: str) -> float:
         """The sparse model's logit for one window (lower-casing happens here)."""
@@ -152,8 +104,16 @@ class InjectionModel:
         first = self.first_stage(normalized)
         if self.head is None or not self._second(normalized, first):
             return first
-        embedding = (self.encoder or default_encoder()).encode([normalized])[0]
+        embedding = self.second_stage_encoder().encode([normalized])[0]
         return self.head.logit(first, embedding) if self.head.knows(embedding) else first
+
+    def second_stage_encoder(self) -> Encoder:
+        """`encoder` if one was given (tests, caches), else the one the head needs."""
+        if self.encoder is not None:
+            return self.encoder
+        if self.head is None:
+            raise ModelLoadError("this guard artifact has no second stage")
+        return self.head.encoder()
 
     def score(self, normalized: str) -> float:
         """Probability that `normalized` is a prompt injection or jailbreak (max over windows).
@@ -170,7 +130,7 @@ class InjectionModel:
         """Build the second stage's encoder now (1-2 s: torch and MiniLM's weights), so the
         first text that passes the gate does not pay for it."""
         if self.head is not None:
-            (self.encoder or default_encoder()).encode(["warm-up"])
+            self.second_stage_encoder().encode(["warm-up"])
 
     def save(self, path: Path) -> None:
         """Write the compact artifact: float16 sparse weights and idf, compressed."""
@@ -193,7 +153,7 @@ class InjectionModel:
                 weights, idf = z["weights"].astype(np.float32), z["idf"].astype(np.float32)
                 bias, threshold, gate = (float(v) for v in z["scalars"])
                 meta = json.loads(str(z["meta"]))
-                head = _load_head(z) if "head_w1" in z.files else None
+                head = load_head(z)
         except (OSError, KeyError, ValueError) as exc:
             raise ModelLoadError(
                 f"guard artifact {path} cannot be read ({exc}); "
@@ -202,23 +162,6 @@ class InjectionModel:
         if weights.shape != (NUM_BUCKETS,) or idf.shape != (NUM_BUCKETS,):
             raise ModelLoadError(f"guard artifact {path} has the wrong shape {weights.shape}")
         return cls(SparseModel(weights, idf, bias), head, gate, threshold, meta)
-
-
-def _load_head(z: Any) -> DenseHead:
-    def f32(name: str) -> F32:
-        return np.asarray(z[name], dtype=np.float32)
-
-    b2, skip, max_rms = (float(v) for v in z["head_scalars"])
-    return DenseHead(
-        f32("head_mean"),
-        f32("head_scale"),
-        f32("head_w1"),
-        f32("head_b1"),
-        f32("head_w2"),
-        b2,
-        skip,
-        max_rms,
-    )
 
 
 @lru_cache(maxsize=1)

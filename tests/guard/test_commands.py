@@ -45,3 +45,12 @@ def test_eval_writes_json_and_markdown(tmp_path: Path) -> None:
     assert report["test"]["s-labs"]["positives"] + report["test"]["s-labs"]["negatives"] == 30
     assert set(report["latency_check_input"]) == {"typical_benign", "with_attacks"}
     assert list((tmp_path / "cache").glob("*.npz"))  # MiniLM vectors kept for the next run
+    assert report["command"] == f"strata guard eval --out-dir {tmp_path} --limit 30"
+    below = report["test"]["s-labs"]["attacks_below_gate"]["value"]
+    assert 0.0 <= below <= 1.0 and "stay below the gate" in (tmp_path / "guard.md").read_text()
+    assert "## Label audit" in (tmp_path / "guard.md").read_text()
+
+
+def test_train_refuses_an_unknown_second_stage() -> None:
+    result = CliRunner().invoke(guard_app, ["train", "--second-stage", "deep"])
+    assert result.exit_code != 0 and "frozen or tuned" in result.output

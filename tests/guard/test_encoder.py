@@ -44,3 +44,23 @@ def test_matches_the_reference_implementation_cut_after_four_layers(encoder) -> 
     mask = encoded["attention_mask"].unsqueeze(-1).float()
     reference = ((states * mask).sum(1) / mask.sum(1)).numpy()
     assert np.allclose(encoder.encode(TEXTS), reference, atol=1e-4)
+
+
+def test_fine_tuned_layers_replace_minilms_and_nothing_else(encoder) -> None:  # type: ignore[no-untyped-def]
+    from strata.errors import ModelLoadError
+    from strata.guard.encoder import SentenceEncoder
+
+    name = "encoder.layer.3.output.dense.bias"
+    shifted = {name: encoder.weights[name].numpy() + np.linspace(-1, 1, 384)}  # not a constant:
+    # LayerNorm would take that back out
+    tuned = SentenceEncoder(1, layers=shifted)
+    assert not np.allclose(tuned.encode(TEXTS), encoder.encode(TEXTS), atol=1e-3)
+    with pytest.raises(ModelLoadError, match=r"embeddings\.word_embeddings\.weight"):
+        SentenceEncoder(1, layers={"embeddings.word_embeddings.weight": np.zeros((2, 2))})
+
+
+def test_token_ids_truncate_only_when_asked(encoder) -> None:  # type: ignore[no-untyped-def]
+    long_text = "word " * 400
+    assert len(encoder.token_ids([long_text], 16)[0]) == 16
+    assert len(encoder.token_ids([long_text])[0]) == 256
+    assert encoder.token_ids(["hi"])[0][0] == 101  # [CLS]
