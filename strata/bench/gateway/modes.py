@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+USER_MESSAGE = "Say hello in twenty words."  # every request's one message
+
 
 @dataclass(frozen=True)
 class Mode:
@@ -21,7 +23,7 @@ class Mode:
         """The JSON body every benchmark request of this mode sends."""
         body: dict[str, object] = {
             "model": self.model,
-            "messages": [{"role": "user", "content": "Say hello in twenty words."}],
+            "messages": [{"role": "user", "content": USER_MESSAGE}],
             "max_tokens": 32,
             "stream": self.stream,
         }

@@ -281,17 +281,18 @@ def cpu_line(comparison: dict[str, dict[str, float | None]]) -> str:
     )
 
 
-def guard_section(cells: Sequence[Cell]) -> list[str]:
+def guard_section(result: RunResult) -> list[str]:
     """What the guard step costs: `strata-guard` against `strata` (empty without both)."""
-    cost = guard_cost(cells)
+    cost = guard_cost(result.cells)
     if not cost:
         return []
+    how = result.notes.get("strata-guard", {}).get("guard", "on (defaults)")
     lines = [
         "## The guard step",
         "",
         "`strata-guard` is the same gateway with its guard at the defaults (sanitization, the "
-        "trained injection detector, secret/PII detection, the canary) on the same request: "
-        "a one-line user message, so the detector's first stage alone decides.",
+        "trained injection detector, secret/PII detection, the canary) on the same request, "
+        f"a one-line user message. Guard: {how}.",
         "",
         "| mode | CPU ms/req off | CPU ms/req on | added by the guard | peak req/s off | "
         "peak req/s on | +p99 ms at 1 conn off | +p99 ms at 1 conn on |",
@@ -328,7 +329,7 @@ def markdown(doc: dict[str, Any], result: RunResult) -> str:
         "",
         cpu_line(cpu_comparison(result.cells)),
         "",
-        *guard_section(result.cells),
+        *guard_section(result),
         "## Results",
         "",
         results_table(result.cells),

@@ -23,7 +23,7 @@ import yaml
 
 from strata.bench.gateway import GatewayBenchError
 from strata.bench.gateway.mock import Mock
-from strata.bench.gateway.modes import MODES, Mode
+from strata.bench.gateway.modes import MODES, USER_MESSAGE, Mode
 from strata.bench.gateway.process import GATEWAY_CORE, log_tail, pinned
 from strata.bench.server_process import free_port, launched, wait_healthy
 
@@ -128,6 +128,21 @@ def litellm(mock: Mock, workdir: Path) -> Iterator[Endpoint]:
 # -- strata -------------------------------------------------------------------------------------
 
 
+def guard_path() -> str:
+    """Which stage of the shipped detector decides the benchmark's user message, and how."""
+    from strata.guard.classifier import default_model
+    from strata.guard.sanitize import normalize
+
+    model, text = default_model(), normalize(USER_MESSAGE)
+    second = "MiniLM runs on every request" if model.passes_gate(text) else "MiniLM never runs"
+    verdict = "flagged" if model.score(text) > model.threshold else "not flagged"
+    return (
+        f"on (defaults); the detector scores the message {model.score(text):.3f} against a "
+        f"threshold of {model.threshold:.3f} ({verdict}); its first-stage logit "
+        f"{model.first_stage(text):.2f} against the gate {model.gate:.2f}: {second}"
+    )
+
+
 def strata_config(mock: Mock, data_dir: Path, port: int, guard: bool) -> dict[str, object]:
     upstreams = [
         {"name": f"mock-{m.prefix.strip('/')}", "kind": "openai", "url": mock.base_url(m),
@@ -188,7 +203,7 @@ def _strata(mock: Mock, workdir: Path, guard: bool) -> Iterator[Endpoint]:
         notes = {
             "auth": "a strata key (strata keys create)",
             "limits": f"per-key rpm {NEVER_BINDING_RPM:,} / tpm {NEVER_BINDING_TPM:,}",
-            "guard": "on (defaults)" if guard else "off (hidden characters still refused)",
+            "guard": guard_path() if guard else "off (hidden characters still refused)",
             "CPU counted": "the strata process tree and its embedded PostgreSQL",
         }
         key = strata_key(exe, config)

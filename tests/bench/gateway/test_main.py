@@ -18,7 +18,7 @@ def test_systems_arg() -> None:
 
 def test_defaults() -> None:
     args = parser().parse_args([])
-    assert args.systems == ("direct", "litellm", "strata")
+    assert args.systems == ("direct", "litellm", "strata", "strata-guard")
     assert args.concurrency == [1, 8, 32]
     assert (args.duration_s, args.chunks, args.out) == (10.0, 20, Path("docs/benchmarks"))
 

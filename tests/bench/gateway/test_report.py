@@ -155,5 +155,7 @@ def test_guard_cost_compares_strata_with_and_without_its_guard() -> None:
     assert cost["p99_overhead_ms_on"] == pytest.approx(1.45 - 0.05)
     streaming = guard_cost(CELLS + guarded)["streaming"]
     assert streaming["cpu_ms_on"] is None and streaming["cpu_ms_added"] is None
-    md = build(replace(RESULT, cells=CELLS + guarded), "c", HEADER).markdown
+    notes = {"strata-guard": {"guard": "on (defaults); MiniLM never runs"}}
+    md = build(replace(RESULT, cells=CELLS + guarded, notes=notes), "c", HEADER).markdown
     assert "## The guard step" in md and "| non-streaming | 0.412 | 0.594 | 0.182 |" in md
+    assert "Guard: on (defaults); MiniLM never runs." in md

@@ -53,6 +53,14 @@ def test_postmaster_pids_reads_the_pid_files(tmp_path: Path) -> None:
     assert postmaster_pids(tmp_path / "postgres" / "none") == []
 
 
+def test_guard_path_names_the_stage_that_decides_the_benchmark_message() -> None:
+    from strata.bench.gateway.systems import guard_path
+
+    text = guard_path()
+    assert text.startswith("on (defaults); the detector scores the message ")
+    assert ("MiniLM runs on every request" in text) != ("MiniLM never runs" in text)
+
+
 def test_strata_config_has_one_upstream_per_mode(tmp_path: Path) -> None:
     config = strata_config(MOCK, tmp_path, 8400, guard=False)
     assert config["gateway"] == {"engine": False}
