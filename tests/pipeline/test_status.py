@@ -14,13 +14,15 @@ from tests.support.mock_upstream import MockUpstream
 
 
 def _owned_report(gateway: LiveGateway, timeout_s: float = 120.0) -> dict[str, Any]:
-    """The source's report once its owner has indexed the table."""
+    """The source's report once its owner has indexed the table and recorded the backfill's
+    end (the document is committed a moment before the backfill is marked done)."""
     deadline = time.monotonic() + timeout_s
     while True:
         reply = gateway.admin("GET", "/pipeline/status", params={"source": "tickets"})
         assert reply.status_code == 200, reply.text
         (report,) = reply.json()["data"]
-        if (report["owner"] or {}).get("live") and report["documents"] == 1:
+        indexed = report["documents"] == 1 and report["backfilled_at"]
+        if (report["owner"] or {}).get("live") and indexed:
             return report  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, f"no owner indexed the table: {report}"
         time.sleep(0.2)
