@@ -87,7 +87,9 @@ class SentenceEncoder:
 
     def token_ids(self, texts: Sequence[str], max_tokens: int = MAX_TOKENS) -> list[list[int]]:
         """WordPiece ids with [CLS] and [SEP], truncated to `max_tokens`."""
-        self._tokenizer.enable_truncation(max_tokens)
+        if max_tokens == MAX_TOKENS:
+            return [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        self._tokenizer.enable_truncation(max_tokens)  # training only, never while serving
         try:
             return [e.ids for e in self._tokenizer.encode_batch(list(texts))]
         finally:
@@ -95,7 +97,7 @@ class SentenceEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> npt.NDArray[np.float32]:
         """(N, 384) mean-pooled fourth-layer states, texts batched by length."""
-        ids = [e.ids for e in self._tokenizer.encode_batch(list(texts))]
+        ids = self.token_ids(texts)
         out = np.zeros((len(ids), DIMS), dtype=np.float32)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         with self._lock, self._torch.inference_mode():
